@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from services.settings import ServiceSettings, default_data_dir
+
+
+class ChatServerSettings(ServiceSettings):
+    """How the chat model is served. Env prefix ``CHAT_``."""
+
+    model_config = SettingsConfigDict(env_prefix="CHAT_", extra="ignore")
+
+    port: int = 8001
+    profile: str = "smollm2-135m-instruct"
+    model_path: str | None = Field(default=None, description="Serve this directory or hub id instead of the profile's source.")
+    cache_dir: Path = default_data_dir() / "models"
+    tensor_parallel_size: int | None = Field(default=None, ge=1, description="Overrides the profile's value.")
+    max_model_len: int | None = Field(default=None, ge=64, description="Overrides the profile's value.")
+    gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1)
+    kv_cache_space_gib: int = Field(default=2, ge=1, description="VLLM_CPU_KVCACHE_SPACE on CPU.")
+    max_num_seqs: int | None = Field(default=None, ge=1)
+    lora_modules: dict[str, str] = Field(default_factory=dict, description="Adapter name -> directory, served by name.")
+    max_lora_rank: int = 16
+    api_key: str | None = None
+    extra_args: list[str] = Field(default_factory=list, description="Passed to vLLM as they are.")

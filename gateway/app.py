@@ -1,0 +1,52 @@
+"""The gateway app: ``build_app()`` wires settings, the shared HTTP client and services."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+
+from gateway.auth import APIKeyMiddleware
+from gateway.chat import ChatCompletionService
+from gateway.completions import CompletionService
+from gateway.config import GatewaySettings
+from gateway.models import ModelRegistry
+from gateway.routes import router
+from gateway.upstream import UpstreamClient
+from services.app import create_service_app
+from services.http import build_http_client
+
+
+def build_app(settings: GatewaySettings | None = None) -> FastAPI:
+    settings = settings or GatewaySettings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        http = build_http_client(timeout=settings.request_timeout_s)
+        registry = ModelRegistry(http, settings.upstreams, settings.model_refresh_s)
+        upstream = UpstreamClient(http)
+        app.state.settings = settings
+        app.state.registry = registry
+        app.state.chat = ChatCompletionService(settings, registry, upstream)
+        app.state.completions = CompletionService(registry, upstream)
+        refresher = asyncio.create_task(registry.keep_fresh())
+        try:
+            yield
+        finally:
+            refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await refresher
+            await http.aclose()
+
+    async def chat_model_ready() -> bool:
+        registry: ModelRegistry = app.state.registry
+        if not registry.ready:
+            await registry.refresh()
+        return registry.ready
+
+    app = create_service_app("gateway", lifespan=lifespan, readiness_checks={"chat_model": chat_model_ready})
+    app.include_router(router)
+    app.add_middleware(APIKeyMiddleware, api_keys=[k.get_secret_value() for k in settings.api_keys])
+    return app
