@@ -96,10 +96,12 @@ def convert_gguf(source: GGUFSource, target: Path, dtype: str, on_step: StepCall
     work.mkdir(parents=True)
 
     on_step(f"dequantizing {path.name}", 1, steps)
-    quantized = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch_dtype)
+    # GGUF dequantizes fastest to float32; the plain model below casts to the target dtype.
+    quantized = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32)
     config = quantized.config
     if hasattr(config, "quantization_config"):
         del config.quantization_config
+    config.dtype = torch_dtype
     state_dict = quantized.state_dict()
     del quantized
 

@@ -83,7 +83,8 @@ PROFILES: dict[str, ModelProfile] = {
             device="cpu",
             dtype="bfloat16",
             max_model_len=2048,
-            sampling_defaults={"max_tokens": 256},
+            # SmolLM2's model card recommends temperature 0.2, top_p 0.9.
+            sampling_defaults={"temperature": 0.2, "top_p": 0.9, "max_tokens": 256},
         ),
     )
 }

@@ -12,6 +12,7 @@ from gateway.auth import APIKeyMiddleware
 from gateway.chat import ChatCompletionService
 from gateway.completions import CompletionService
 from gateway.config import GatewaySettings
+from gateway.hooks import build_hooks
 from gateway.models import ModelRegistry
 from gateway.routes import router
 from gateway.upstream import UpstreamClient
@@ -29,7 +30,7 @@ def build_app(settings: GatewaySettings | None = None) -> FastAPI:
         upstream = UpstreamClient(http)
         app.state.settings = settings
         app.state.registry = registry
-        app.state.chat = ChatCompletionService(settings, registry, upstream)
+        app.state.chat = ChatCompletionService(settings, registry, upstream, build_hooks(settings, http))
         app.state.completions = CompletionService(registry, upstream)
         refresher = asyncio.create_task(registry.keep_fresh())
         try:

@@ -1,15 +1,20 @@
-"""``/v1/chat/completions``: route, fit the history, generate, relay."""
+"""``/v1/chat/completions``: route, run the hooks, fit the history, generate, relay."""
 
 from __future__ import annotations
 
 import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import aclosing
 from typing import Any
 
 from gateway.config import GatewaySettings
 from gateway.models import ModelRegistry, ModelRoute
+from gateway.pipeline import ChatHook, ChatTurn, StreamVerdict, refusal_body, refusal_chunks
 from gateway.truncation import fit_history
-from gateway.upstream import Generation, UpstreamClient
-from services.errors import BadRequestError
+from gateway.upstream import DONE, SSE_DONE, Generation, UpstreamClient, sse_event
+from services.errors import BadRequestError, OpenAIError, sse_error
 from services.protocol import ChatCompletionRequest
 
 logger = logging.getLogger(__name__)
@@ -23,10 +28,17 @@ def merge_stop(requested: list[str], added: list[str]) -> list[str]:
 
 
 class ChatCompletionService:
-    def __init__(self, settings: GatewaySettings, registry: ModelRegistry, upstream: UpstreamClient) -> None:
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        registry: ModelRegistry,
+        upstream: UpstreamClient,
+        hooks: Sequence[ChatHook] = (),
+    ) -> None:
         self._settings = settings
         self._registry = registry
         self._upstream = upstream
+        self.hooks = list(hooks)
 
     async def create(self, body: dict[str, Any], request: ChatCompletionRequest) -> Generation:
         route = await self._registry.resolve(request.model)
@@ -34,10 +46,46 @@ class ChatCompletionService:
         stop = merge_stop(request.stop_list(), route.upstream.stop)
         if stop:
             forward["stop"] = stop
-        await self._fit_context(route, request, forward)
-        return await self._upstream.generate(
-            route, "/chat/completions", forward, stream=bool(request.stream), id_prefix="chatcmpl"
-        )
+        base_id = uuid.uuid4().hex
+        # vLLM names its answer chatcmpl-<X-Request-Id>; we set the id ourselves all the same.
+        turn = ChatTurn(id=f"chatcmpl-{base_id}", model=request.model, request=request, forward=forward,
+                        stream=bool(request.stream))
+        for hook in self.hooks:
+            await hook.before_generation(turn)
+            if turn.refusal is not None:
+                return await self._refuse(turn)
+        turn.dropped_messages = await self._fit_context(route, request, forward)
+        if turn.stream:
+            events = await self._upstream.open_stream(route, "/chat/completions", forward, base_id)
+            return Generation(turn.id, stream=self._relay(turn, events))
+        body_out = await self._upstream.post(route, "/chat/completions", forward, base_id)
+        body_out["id"] = turn.id
+        choices = body_out.get("choices") or []
+        turn.answers = [str((c.get("message") or {}).get("content") or "") for c in choices]
+        turn.finish_reasons = [c.get("finish_reason") for c in choices]
+        turn.usage = body_out.get("usage")
+        for hook in self.hooks:
+            await hook.after_answer(turn, body_out)
+        body_out.update(turn.extensions)
+        await self._finish(turn)
+        return Generation(turn.id, body=body_out)
+
+    async def _refuse(self, turn: ChatTurn) -> Generation:
+        assert turn.refusal is not None
+        turn.answers, turn.finish_reasons = [turn.refusal], ["content_filter"]
+        await self._finish(turn)
+        if turn.stream:
+            chunks = [sse_event(c) for c in refusal_chunks(turn, turn.refusal)] + [SSE_DONE]
+            return Generation(turn.id, stream=_iterate(chunks))
+        return Generation(turn.id, body=refusal_body(turn, turn.refusal))
+
+    async def _finish(self, turn: ChatTurn) -> None:
+        turn.finished = time.monotonic()
+        for hook in self.hooks:
+            try:
+                await hook.after_response(turn)
+            except Exception:  # a recording failure must not fail the answer
+                logger.exception("after_response hook %s failed", type(hook).__name__)
 
     async def _fit_context(self, route: ModelRoute, request: ChatCompletionRequest, forward: dict[str, Any]) -> int:
         """Drop the oldest turns when messages + answer exceed the context; return how many."""
@@ -68,6 +116,107 @@ class ChatCompletionService:
             forward["messages"] = fitted.messages
         return fitted.dropped_messages
 
+    async def _relay(self, turn: ChatTurn, events: AsyncIterator[dict[str, Any] | object]) -> AsyncIterator[bytes]:
+        """Re-frame upstream chunks with our id, let hooks review text before it is sent,
+        and put the response extensions on the first and the finishing chunks."""
+        relay = _StreamState(turn, self.hooks)
+        try:
+            async with aclosing(events):  # a client that hangs up cancels the upstream request
+                async for event in events:
+                    if event is DONE:
+                        break
+                    assert isinstance(event, dict)
+                    if "error" in event:
+                        yield sse_event(event)
+                        break
+                    out = await relay.process(event)
+                    for chunk in out:
+                        yield sse_event(chunk)
+                    if relay.blocked:
+                        break
+            yield SSE_DONE
+        except OpenAIError as exc:
+            logger.warning("stream failed: %s", exc.message)
+            yield sse_error(exc)
+        finally:
+            turn.answers = [relay.released.get(i, "") for i in range(max(relay.released, default=-1) + 1)]
+            await self._finish(turn)
+
+
+class _StreamState:
+    """Per-stream bookkeeping: text released to the client and text held back by a hook."""
+
+    def __init__(self, turn: ChatTurn, hooks: list[ChatHook]) -> None:
+        self.turn = turn
+        self.hooks = hooks
+        self.released: dict[int, str] = {}
+        self.pending: dict[int, str] = {}
+        self.first = True
+        self.blocked = False
+
+    async def process(self, event: dict[str, Any]) -> list[dict[str, Any]]:
+        event["id"] = self.turn.id
+        if event.get("usage"):
+            self.turn.usage = event["usage"]
+        out: list[dict[str, Any]] = []
+        choices = event.get("choices") or []
+        for choice in choices:
+            index = int(choice.get("index", 0))
+            delta = choice.get("delta") or {}
+            finish = choice.get("finish_reason")
+            piece = delta.get("content") or ""
+            if not piece and finish is None:
+                continue
+            self.pending[index] = self.pending.get(index, "") + piece
+            verdict = await self._review(index, final=finish is not None)
+            if verdict is StreamVerdict.BLOCK:
+                out.append(self._filtered_chunk(event, index))
+                self.blocked = True
+                return out
+            if verdict is StreamVerdict.HOLD:
+                delta.pop("content", None)
+                continue
+            delta["content"] = self.pending.pop(index, "")
+            self.released[index] = self.released.get(index, "") + delta["content"]
+            if finish is not None:
+                self._mark_finished(index, finish)
+        finishing = any(c.get("finish_reason") is not None for c in choices)
+        if not (self.first or finishing or event.get("usage") or any(c.get("delta") for c in choices)):
+            return out  # everything in it is held back
+        if self.first or finishing:
+            event.update(self.turn.extensions)
+            self.first = False
+        out.append(event)
+        return out
+
+    async def _review(self, index: int, final: bool) -> StreamVerdict:
+        released, pending = self.released.get(index, ""), self.pending.get(index, "")
+        outcome = StreamVerdict.RELEASE
+        for hook in self.hooks:
+            verdict = await hook.review_stream_text(self.turn, index, released, pending, final)
+            if verdict is StreamVerdict.BLOCK:
+                return verdict
+            if verdict is StreamVerdict.HOLD and not final:
+                outcome = StreamVerdict.HOLD
+        return outcome
+
+    def _mark_finished(self, index: int, reason: str) -> None:
+        while len(self.turn.finish_reasons) <= index:
+            self.turn.finish_reasons.append(None)
+        self.turn.finish_reasons[index] = reason
+
+    def _filtered_chunk(self, event: dict[str, Any], index: int) -> dict[str, Any]:
+        self.pending.pop(index, None)
+        self._mark_finished(index, "content_filter")
+        return {
+            "id": self.turn.id,
+            "object": "chat.completion.chunk",
+            "created": event.get("created", int(time.time())),
+            "model": event.get("model", self.turn.model),
+            "choices": [{"index": index, "delta": {}, "finish_reason": "content_filter"}],
+            **self.turn.extensions,
+        }
+
 
 def _upper_bound_tokens(messages: list[dict[str, Any]], template_overhead: int) -> int:
     """Byte-level tokenizers never make more tokens than UTF-8 bytes; add room for the template."""
@@ -79,3 +228,7 @@ def _upper_bound_tokens(messages: list[dict[str, Any]], template_overhead: int) 
         total += len(str(content or "").encode()) + 8
     return total
 
+
+async def _iterate(items: list[bytes]) -> AsyncIterator[bytes]:
+    for item in items:
+        yield item

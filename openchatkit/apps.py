@@ -1,0 +1,22 @@
+"""The ``openchatkit`` command tree. Command modules attach their commands to these apps."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    name="openchatkit",
+    help="Run, use, evaluate and fine-tune the openchatkit stack.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+bench_app = typer.Typer(help="Benchmarks; each writes JSON (and a PNG where useful) under benchmarks/results/.", no_args_is_help=True)
+eval_app = typer.Typer(help="Quality evaluations.", no_args_is_help=True)
+finetune_app = typer.Typer(help="Fine-tuning recipes.", no_args_is_help=True)
+feedback_app = typer.Typer(help="Feedback data: export to training sets.", no_args_is_help=True)
+
+app.add_typer(bench_app, name="bench")
+app.add_typer(eval_app, name="eval")
+app.add_typer(finetune_app, name="finetune")
+app.add_typer(feedback_app, name="feedback")

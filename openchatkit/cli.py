@@ -1,0 +1,13 @@
+"""Entry point of the ``openchatkit`` console script."""
+
+from __future__ import annotations
+
+# Each module registers its commands on the apps in openchatkit.apps.
+from openchatkit.apps import app
+from openchatkit.commands import models as _models  # noqa: F401  (prepare-models)
+
+__all__ = ["app", "main"]
+
+
+def main() -> None:
+    app()

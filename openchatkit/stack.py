@@ -1,0 +1,91 @@
+"""The whole stack on one machine, as ``openchatkit run`` starts it.
+
+Each service gets its settings through its own env prefix; this module only decides
+ports, the data directory and how the services find each other.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from chat_server.config import ChatServerSettings
+from chat_server.prepare import model_dir
+from chat_server.profiles import GGUFSource, get_profile
+from openchatkit.supervisor import ServiceSpec, python_module
+from services.settings import default_data_dir
+
+
+class StackSettings(BaseSettings):
+    """``openchatkit run``. Env prefix ``OPENCHATKIT_``."""
+
+    model_config = SettingsConfigDict(env_prefix="OPENCHATKIT_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    data_dir: Path = default_data_dir()
+    api_key: str = Field(default="sk-local", description="The key clients send; make run prints it.")
+    gateway_port: int = 8000
+    chat_port: int = 8001
+    moderation_port: int = 8002
+    retrieval_port: int = 8003
+    feedback_port: int = 8004
+    log_json: bool = False
+
+    def url(self, port: int) -> str:
+        return f"http://{self.host}:{port}"
+
+
+def chat_spec(stack: StackSettings) -> ServiceSpec:
+    chat = ChatServerSettings()
+    return ServiceSpec(
+        name="chat",
+        argv=python_module("chat_server"),
+        env={
+            "CHAT_HOST": stack.host,
+            "CHAT_PORT": str(stack.chat_port),
+            "CHAT_CACHE_DIR": str(chat.cache_dir),
+            "CHAT_LOG_JSON": str(stack.log_json).lower(),
+        },
+        ready_url=stack.url(stack.chat_port) + "/health",
+    )
+
+
+def gateway_upstream(stack: StackSettings) -> dict[str, object]:
+    """How the gateway reaches the chat model, with the profile's stop strings and tokenizer."""
+    chat = ChatServerSettings()
+    profile = get_profile(chat.profile)
+    upstream: dict[str, object] = {
+        "url": stack.url(stack.chat_port) + "/v1",
+        "stop": profile.stop,
+        "default_max_tokens": profile.sampling_defaults.get("max_tokens"),
+    }
+    local_dir = chat.model_path or (str(model_dir(profile, chat.cache_dir)) if isinstance(profile.source, GGUFSource) else None)
+    if local_dir and Path(local_dir).is_dir():
+        upstream["tokenizer"] = local_dir
+        template = profile.chat_template_path()
+        if template is not None:
+            upstream["chat_template"] = str(template)
+    return upstream
+
+
+def gateway_spec(stack: StackSettings) -> ServiceSpec:
+    return ServiceSpec(
+        name="gateway",
+        argv=python_module("gateway"),
+        env={
+            "GATEWAY_HOST": stack.host,
+            "GATEWAY_PORT": str(stack.gateway_port),
+            "GATEWAY_API_KEYS": json.dumps([stack.api_key]),
+            "GATEWAY_UPSTREAMS": json.dumps([gateway_upstream(stack)]),
+            "GATEWAY_LOG_JSON": str(stack.log_json).lower(),
+        },
+        ready_url=stack.url(stack.gateway_port) + "/ready",
+        after=["chat"],
+    )
+
+
+def build_stack(stack: StackSettings) -> list[ServiceSpec]:
+    return [chat_spec(stack), gateway_spec(stack)]
