@@ -1,0 +1,45 @@
+"""The vLLM command line each profile produces (what a GPU box runs)."""
+
+from __future__ import annotations
+
+import json
+
+from chat_server.config import ChatServerSettings
+from chat_server.launch import build_vllm_launch
+from chat_server.profiles import get_profile
+
+
+def option(argv: list[str], flag: str) -> str:
+    return argv[argv.index(flag) + 1]
+
+
+def test_gpt_neoxt_20b_on_a_gpu_box() -> None:
+    profile = get_profile("gpt-neoxt-chat-base-20b")
+    launch = build_vllm_launch(profile, ChatServerSettings(tensor_parallel_size=2), profile.source)  # type: ignore[arg-type]
+    argv = launch.argv
+    assert argv[1:3] == ["-m", "vllm.entrypoints.openai.api_server"]
+    assert option(argv, "--model") == "togethercomputer/GPT-NeoXT-Chat-Base-20B"
+    assert option(argv, "--served-model-name") == "gpt-neoxt-chat-base-20b"
+    assert option(argv, "--dtype") == "float16"
+    assert option(argv, "--max-model-len") == "2048"
+    assert option(argv, "--tensor-parallel-size") == "2"
+    assert option(argv, "--chat-template").endswith("openchatkit.jinja")
+    assert json.loads(option(argv, "--override-generation-config")) == {
+        "temperature": 0.6,
+        "top_k": 40,
+        "max_new_tokens": 128,
+    }
+    assert "--enforce-eager" not in argv, "torch.compile stays on"
+
+
+def test_cpu_profile_is_offline_and_sizes_its_kv_cache(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    profile = get_profile("smollm2-135m-instruct")
+    settings = ChatServerSettings(kv_cache_space_gib=3, lora_modules={"support-bot": str(tmp_path)})
+    launch = build_vllm_launch(profile, settings, str(tmp_path))
+    assert launch.env["VLLM_CPU_KVCACHE_SPACE"] == "3"
+    assert launch.env["HF_HUB_OFFLINE"] == "1"
+    assert "--enforce-eager" not in launch.argv
+    assert "--gpu-memory-utilization" not in launch.argv
+    assert "--chat-template" not in launch.argv, "SmolLM2 keeps its own template"
+    assert option(launch.argv, "--lora-modules") == f"support-bot={tmp_path}"
+    assert "--enable-lora" in launch.argv

@@ -1,0 +1,79 @@
+"""fit_history with a real tokenizer (SmolLM2's, with its chat template)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gateway.token_count import LocalTokenCounter
+from gateway.truncation import fit_history, split_turns
+from services.errors import ContextLengthError
+
+
+def conversation(turns: int, words: int = 40) -> list[dict[str, str]]:
+    messages = [{"role": "system", "content": "You are terse."}]
+    for i in range(turns):
+        messages.append({"role": "user", "content": f"question {i}: " + "word " * words})
+        messages.append({"role": "assistant", "content": f"answer {i}: " + "word " * words})
+    messages.append({"role": "user", "content": "the latest question"})
+    return messages
+
+
+@pytest.fixture(scope="module")
+def counter(smollm2_dir: Path) -> LocalTokenCounter:
+    return LocalTokenCounter(str(smollm2_dir))
+
+
+async def count_with(counter: LocalTokenCounter, messages: list[dict[str, str]]) -> int:
+    return await counter.count_chat("m", messages)
+
+
+def test_split_turns_pins_system_and_latest_turn() -> None:
+    messages = conversation(3)
+    pinned, turns = split_turns(messages)
+    assert pinned == [0, 7]
+    assert turns == [[1, 2], [3, 4], [5, 6]]
+
+
+def test_split_turns_keeps_a_leading_assistant_greeting_droppable() -> None:
+    messages = [
+        {"role": "assistant", "content": "Hello! How can I help?"},
+        {"role": "user", "content": "a"},
+        {"role": "assistant", "content": "b"},
+        {"role": "system", "content": "late system note"},
+        {"role": "user", "content": "c"},
+    ]
+    pinned, turns = split_turns(messages)
+    assert pinned == [3, 4]
+    assert turns == [[0], [1, 2]]
+
+
+async def test_a_fitting_history_is_untouched(counter: LocalTokenCounter) -> None:
+    messages = conversation(2)
+    fitted = await fit_history(messages, lambda m: count_with(counter, m), budget=2000)
+    assert fitted.messages == messages and fitted.dropped_messages == 0
+
+
+async def test_oldest_turns_go_first_and_only_as_many_as_needed(counter: LocalTokenCounter) -> None:
+    messages = conversation(20)
+    total = await count_with(counter, messages)
+    budget = total // 2
+    fitted = await fit_history(messages, lambda m: count_with(counter, m), budget=budget)
+    assert fitted.prompt_tokens <= budget
+    assert fitted.prompt_tokens == await count_with(counter, fitted.messages)
+    assert fitted.messages[0] == messages[0], "the system message stays"
+    assert fitted.messages[-1] == messages[-1], "the latest user turn stays"
+    assert fitted.messages[1]["role"] == "user", "history restarts at a question"
+    kept_tail = messages[-len(fitted.messages) + 1 :]
+    assert fitted.messages[1:] == kept_tail, "what is kept is the most recent history, in order"
+    # One more turn would not have fit: minimal dropping.
+    one_more = [messages[0], *messages[len(messages) - len(fitted.messages) - 1 :]]
+    assert await count_with(counter, one_more) > budget
+
+
+async def test_latest_turn_alone_too_long_is_a_context_error(counter: LocalTokenCounter) -> None:
+    messages = [{"role": "system", "content": "x"}, {"role": "user", "content": "word " * 600}]
+    with pytest.raises(ContextLengthError) as err:
+        await fit_history(messages, lambda m: count_with(counter, m), budget=200)
+    assert err.value.status_code == 400 and err.value.code == "context_length_exceeded"
