@@ -1,0 +1,80 @@
+"""The feedback API app: ``build_app()`` wires Redis, the store and the service."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+
+from feedback_server.config import FeedbackSettings
+from feedback_server.queue import FeedbackQueue, connect
+from feedback_server.routes import router
+from feedback_server.service import FeedbackService, StoreGate
+from feedback_server.store import FeedbackStore
+from services.app import create_service_app
+
+logger = logging.getLogger(__name__)
+
+
+async def open_store_when_possible(settings: FeedbackSettings, gate: StoreGate) -> None:
+    """Taking feedback needs only Redis; the store (for lookups and stats) may come later."""
+    delay = 0.5
+    while True:
+        try:
+            gate.store = await FeedbackStore.open(settings.database_url, migrate=settings.migrate_on_start)
+            return
+        except Exception as exc:
+            logger.warning("feedback store not available, retrying in %.1fs: %s", delay, exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
+
+
+def build_app(settings: FeedbackSettings | None = None) -> FastAPI:
+    settings = settings or FeedbackSettings()
+    gate = StoreGate()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if not settings.access_log:
+            logging.getLogger("access").setLevel(logging.WARNING)
+        client = connect(settings.redis_url, settings.redis_timeout_s)
+        queue = FeedbackQueue(client, settings.stream, settings.idempotency_ttl_s, settings.status_ttl_s)
+        app.state.settings = settings
+        app.state.queue = queue
+        app.state.feedback = FeedbackService(
+            queue, gate, settings.group, settings.dead_letters, settings.max_text_chars
+        )
+        opener = asyncio.create_task(open_store_when_possible(settings, gate))
+        with contextlib.suppress(asyncio.TimeoutError):  # usually open before the first request
+            await asyncio.wait_for(asyncio.shield(opener), timeout=10)
+        try:
+            yield
+        finally:
+            opener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await opener
+            if gate.store is not None:
+                await gate.store.close()
+            await client.aclose()
+
+    async def redis_ready() -> bool:
+        return await app.state.queue.ping()
+
+    async def store_ready() -> bool:
+        return gate.store is not None and await gate.store.ping()
+
+    app = create_service_app("feedback", lifespan=lifespan, readiness_checks={"redis": redis_ready, "store": store_ready})
+    app.include_router(router)
+    return app
+
+
+def create_app() -> FastAPI:
+    """The factory each uvicorn worker process calls (FEEDBACK_WORKERS > 1)."""
+    from services.logging import configure_logging
+
+    settings = FeedbackSettings()
+    configure_logging("feedback", settings.log_level, settings.log_json)
+    return build_app(settings)

@@ -1,0 +1,110 @@
+"""What travels through the pipeline: the feedback request, and the two kinds of events
+(a recorded turn, a feedback report) as they sit in the Redis Stream."""
+
+from __future__ import annotations
+
+import enum
+import json
+import time
+import uuid
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+# Stream entry fields: kind (turn|feedback), id (the event id every store write is keyed by), data (JSON).
+EVENT_KIND = "kind"
+EVENT_ID = "id"
+EVENT_DATA = "data"
+
+
+class Rating(enum.StrEnum):
+    UP = "up"
+    DOWN = "down"
+
+
+class Flag(enum.StrEnum):
+    FACTUALLY_INCORRECT = "factually_incorrect"
+    NOT_HELPFUL = "not_helpful"
+    HARMFUL = "harmful"
+
+
+class FeedbackRequest(BaseModel):
+    """``POST /v1/feedback``. Text limits are checked by the service (they are settings)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    response_id: str = Field(min_length=1, max_length=256)
+    rating: Rating | None = None
+    flags: list[Flag] = Field(default_factory=list, max_length=len(Flag))
+    ideal_response: str | None = None
+    comment: str | None = None
+
+
+class FeedbackEvent(BaseModel):
+    """A feedback report as queued and stored."""
+
+    id: str
+    response_id: str
+    rating: Rating | None = None
+    flags: list[Flag] = Field(default_factory=list)
+    ideal_response: str | None = None
+    comment: str | None = None
+    created_at: float = Field(description="Unix time it was accepted.")
+
+
+class TurnEvent(BaseModel):
+    """One chat turn as the gateway recorded it."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    response_id: str = Field(min_length=1)
+    model: str
+    messages: list[dict[str, Any]] = Field(description="What was sent to the chat model.")
+    answers: list[str] = Field(default_factory=list)
+    finish_reasons: list[str | None] = Field(default_factory=list)
+    moderation: dict[str, Any] | None = None
+    citations: list[dict[str, Any]] | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    latency_ms: float | None = None
+    stream: bool = False
+    created_at: float = Field(default_factory=time.time)
+
+
+class InvalidEvent(ValueError):
+    """A stream entry that cannot be read as an event (a poison message)."""
+
+
+Event = FeedbackEvent | TurnEvent
+
+
+def new_feedback_id() -> str:
+    return f"fb-{uuid.uuid4().hex}"
+
+
+def turn_fields(turn: TurnEvent) -> dict[str, str]:
+    return {EVENT_KIND: "turn", EVENT_ID: turn.response_id, EVENT_DATA: turn.model_dump_json()}
+
+
+def decode_event(fields: dict[bytes, bytes] | dict[str, str]) -> Event:
+    """A stream entry's fields as an event; :class:`InvalidEvent` when they are not one."""
+    text = {_text(k): _text(v) for k, v in fields.items()}
+    kind, data = text.get(EVENT_KIND), text.get(EVENT_DATA)
+    if data is None:
+        raise InvalidEvent(f"entry has no '{EVENT_DATA}' field")
+    try:
+        if kind == "feedback":
+            return FeedbackEvent.model_validate_json(data)
+        if kind == "turn":
+            return TurnEvent.model_validate_json(data)
+    except ValidationError as exc:
+        raise InvalidEvent(f"invalid {kind} event: {exc.errors(include_url=False)[:3]}") from None
+    raise InvalidEvent(f"unknown event kind {kind!r}")
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))

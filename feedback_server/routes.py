@@ -1,0 +1,42 @@
+"""Thin routes: read, call the service on app.state, answer."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+
+from feedback_server.protocol import FeedbackRequest
+from feedback_server.service import check_idempotency_key
+from services.errors import PayloadTooLargeError, describe_validation_errors
+
+router = APIRouter()
+
+
+async def read_feedback(request: Request) -> FeedbackRequest:
+    raw = await request.body()
+    limit = request.app.state.settings.max_request_bytes
+    if len(raw) > limit:
+        raise PayloadTooLargeError(f"The request body is {len(raw)} bytes; the limit is {limit}.")
+    try:
+        return FeedbackRequest.model_validate_json(raw)
+    except ValidationError as exc:
+        raise describe_validation_errors(exc.errors(include_url=False)) from None
+
+
+@router.post("/v1/feedback", status_code=202)
+async def create_feedback(request: Request) -> JSONResponse:
+    key = check_idempotency_key(request.headers.get("idempotency-key"))
+    body, replayed = await request.app.state.feedback.submit(await read_feedback(request), key)
+    headers = {"Idempotent-Replayed": "true"} if replayed else None
+    return JSONResponse(body, status_code=202, headers=headers)
+
+
+@router.get("/v1/feedback/stats")
+async def feedback_stats(request: Request) -> JSONResponse:
+    return JSONResponse(await request.app.state.feedback.stats())
+
+
+@router.get("/v1/feedback/{feedback_id}")
+async def get_feedback(feedback_id: str, request: Request) -> JSONResponse:
+    return JSONResponse(await request.app.state.feedback.get(feedback_id))

@@ -1,0 +1,238 @@
+"""``FeedbackStore``: one interface over SQLite (embedded default) and PostgreSQL.
+
+Writes are idempotent upserts keyed by event id (a turn's response id, a feedback id), so
+a batch the worker redelivers after a crash is stored exactly once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
+
+from feedback_server.protocol import Event, FeedbackEvent, Flag, TurnEvent
+from feedback_server.store.migrate import upgrade_to_head
+from feedback_server.store.tables import Feedback, Turn, utc_now
+
+logger = logging.getLogger(__name__)
+
+
+class StoreUnavailable(RuntimeError):
+    """The database cannot be reached or written right now; try again later."""
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Connection-level failures (retry the whole batch) as opposed to bad data."""
+    if isinstance(exc, (OperationalError, InterfaceError, OSError, TimeoutError, StoreUnavailable)):
+        return True
+    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+
+
+def _when(unix: float) -> datetime:
+    return datetime.fromtimestamp(unix, UTC)
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def turn_row(turn: TurnEvent) -> dict[str, Any]:
+    moderation = turn.moderation or None
+    return {
+        "response_id": turn.response_id,
+        "model": turn.model,
+        "messages": turn.messages,
+        "answer": turn.answers[0] if turn.answers else "",
+        "answers": turn.answers,
+        "finish_reason": turn.finish_reasons[0] if turn.finish_reasons else None,
+        "moderation_label": str(moderation.get("label")) if moderation and moderation.get("label") else None,
+        "moderation": moderation,
+        "citations": turn.citations,
+        "prompt_tokens": turn.prompt_tokens,
+        "completion_tokens": turn.completion_tokens,
+        "latency_ms": turn.latency_ms,
+        "stream": turn.stream,
+        "created_at": _when(turn.created_at),
+        "stored_at": utc_now(),
+    }
+
+
+def feedback_row(report: FeedbackEvent) -> dict[str, Any]:
+    return {
+        "id": report.id,
+        "response_id": report.response_id,
+        "rating": report.rating.value if report.rating else None,
+        "flag_factually_incorrect": Flag.FACTUALLY_INCORRECT in report.flags,
+        "flag_not_helpful": Flag.NOT_HELPFUL in report.flags,
+        "flag_harmful": Flag.HARMFUL in report.flags,
+        "ideal_response": report.ideal_response,
+        "comment": report.comment,
+        "created_at": _when(report.created_at),
+        "stored_at": utc_now(),
+    }
+
+
+def flags_of(row: Feedback) -> list[str]:
+    return [
+        flag.value
+        for flag, on in (
+            (Flag.FACTUALLY_INCORRECT, row.flag_factually_incorrect),
+            (Flag.NOT_HELPFUL, row.flag_not_helpful),
+            (Flag.HARMFUL, row.flag_harmful),
+        )
+        if on
+    ]
+
+
+def feedback_json(row: Feedback) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "object": "feedback",
+        "status": "stored",
+        "response_id": row.response_id,
+        "rating": row.rating,
+        "flags": flags_of(row),
+        "ideal_response": row.ideal_response,
+        "comment": row.comment,
+        "created_at": int(_aware(row.created_at).timestamp()),
+    }
+
+
+@dataclass
+class ExportRow:
+    """A feedback report with the turn it rates (None when the turn was never recorded)."""
+
+    feedback: Feedback
+    turn: Turn | None
+
+
+@dataclass
+class ExportFilter:
+    since: datetime | None = None
+    until: datetime | None = None
+    model: str | None = None
+    include_harmful: bool = False
+
+
+class FeedbackStore:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        dialect = engine.dialect.name
+        self._insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+
+    @classmethod
+    async def open(cls, url: str, *, migrate: bool = True) -> FeedbackStore:
+        store = cls(build_engine(url))
+        if migrate:
+            await upgrade_to_head(store.engine)
+        return store
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    async def ping(self) -> bool:
+        async with self.engine.connect() as connection:
+            await connection.execute(select(1))
+        return True
+
+    async def write_batch(self, events: Sequence[Event]) -> None:
+        """Store a batch in one transaction; events already stored are left as they are."""
+        turns = [turn_row(e) for e in events if isinstance(e, TurnEvent)]
+        reports = [feedback_row(e) for e in events if isinstance(e, FeedbackEvent)]
+        async with self.engine.begin() as connection:
+            if turns:
+                await connection.execute(self._insert(Turn).on_conflict_do_nothing(index_elements=["response_id"]), turns)
+            if reports:
+                await connection.execute(self._insert(Feedback).on_conflict_do_nothing(index_elements=["id"]), reports)
+
+    async def get_feedback(self, feedback_id: str) -> Feedback | None:
+        async with AsyncSession(self.engine) as session:
+            return await session.get(Feedback, feedback_id)
+
+    async def counts(self) -> dict[str, int]:
+        """Stored rows: turns, feedback, per rating and per flag."""
+        query = select(
+            func.count(),
+            func.count().filter(Feedback.rating == "up"),
+            func.count().filter(Feedback.rating == "down"),
+            func.count().filter(Feedback.ideal_response.is_not(None)),
+            func.count().filter(Feedback.flag_factually_incorrect),
+            func.count().filter(Feedback.flag_not_helpful),
+            func.count().filter(Feedback.flag_harmful),
+        )
+        async with self.engine.connect() as connection:
+            total, up, down, ideal, incorrect, unhelpful, harmful = (await connection.execute(query)).one()
+            turns = (await connection.execute(select(func.count()).select_from(Turn))).scalar_one()
+        return {
+            "turns": int(turns),
+            "feedback": int(total),
+            "up": int(up),
+            "down": int(down),
+            "with_ideal_response": int(ideal),
+            Flag.FACTUALLY_INCORRECT.value: int(incorrect),
+            Flag.NOT_HELPFUL.value: int(unhelpful),
+            Flag.HARMFUL.value: int(harmful),
+        }
+
+    async def feedback_ids(self) -> list[str]:
+        async with self.engine.connect() as connection:
+            return list((await connection.execute(select(Feedback.id))).scalars())
+
+    async def turn_ids(self) -> list[str]:
+        async with self.engine.connect() as connection:
+            return list((await connection.execute(select(Turn.response_id))).scalars())
+
+    def _export_query(self, where: ExportFilter) -> Any:
+        query = select(Feedback, Turn).outerjoin(Turn, Turn.response_id == Feedback.response_id)
+        if where.since is not None:
+            query = query.where(Feedback.created_at >= where.since)
+        if where.until is not None:
+            query = query.where(Feedback.created_at < where.until)
+        if where.model is not None:
+            query = query.where(Turn.model == where.model)
+        if not where.include_harmful:
+            query = query.where(Feedback.flag_harmful.is_(False))
+        return query
+
+    async def count_export(self, where: ExportFilter) -> int:
+        query = select(func.count()).select_from(self._export_query(where).subquery())
+        async with self.engine.connect() as connection:
+            return int((await connection.execute(query)).scalar_one())
+
+    async def export_rows(self, where: ExportFilter) -> AsyncIterator[ExportRow]:
+        """Feedback joined with its turn, oldest first, streamed from the database."""
+        query = self._export_query(where).order_by(Feedback.created_at, Feedback.id)
+        async with AsyncSession(self.engine) as session:
+            result = await session.stream(query.execution_options(yield_per=500))
+            async for feedback_part, turn_part in result:
+                yield ExportRow(feedback_part, turn_part)
+
+
+def build_engine(url: str) -> AsyncEngine:
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return create_async_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+    if parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_async_engine(url, connect_args={"timeout": 30})
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _sqlite_pragmas(dbapi_connection: Any, _: Any) -> None:
+        # WAL lets the API read while workers write; busy_timeout makes writers queue;
+        # FULL: a committed batch survives power loss (the worker acks Redis after it).
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.close()
+
+    return engine
