@@ -4,7 +4,9 @@ from __future__ import annotations
 
 # Each module registers its commands on the apps in openchatkit.apps.
 from openchatkit.apps import app
-from openchatkit.commands import models as _models  # noqa: F401  (prepare-models)
+from openchatkit.commands import chat as _chat  # noqa: F401
+from openchatkit.commands import models as _models  # noqa: F401
+from openchatkit.commands import run as _run  # noqa: F401
 
 __all__ = ["app", "main"]
 

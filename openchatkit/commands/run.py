@@ -1,0 +1,61 @@
+"""``openchatkit run``: the whole stack on this machine, under one supervisor."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.panel import Panel
+
+from chat_server.config import ChatServerSettings
+from chat_server.prepare import ModelPreparationError, prepare_model
+from chat_server.profiles import get_profile
+from openchatkit.apps import app
+from openchatkit.stack import StackSettings, build_stack
+from openchatkit.supervisor import Supervisor
+
+console = Console(stderr=True, highlight=False)
+
+
+def ready_banner(stack: StackSettings, model: str) -> Panel:
+    base = stack.url(stack.gateway_port)
+    text = (
+        f"[bold green]openchatkit is up[/]  {base}\n\n"
+        f"OpenAI API: {base}/v1   API key: [bold]{stack.api_key}[/]   model: [bold]{model}[/]\n\n"
+        f"curl {base}/v1/chat/completions \\\n"
+        f"  -H 'Authorization: Bearer {stack.api_key}' -H 'Content-Type: application/json' \\\n"
+        f"  -d '{{\"model\": \"{model}\", \"messages\": [{{\"role\": \"user\", \"content\": \"Hello!\"}}]}}'\n\n"
+        f"python -c \"import openai; c = openai.OpenAI(base_url='{base}/v1', api_key='{stack.api_key}'); "
+        f"print(c.chat.completions.create(model='{model}', messages=[{{'role': 'user', 'content': 'Hello!'}}])"
+        f".choices[0].message.content)\"\n\n"
+        "Terminal chat: openchatkit chat      Stop: Ctrl-C"
+    )
+    return Panel(text, expand=False)
+
+
+@app.command("run")
+def run(
+    api_key: Annotated[str | None, typer.Option(help="Key clients must send (default OPENCHATKIT_API_KEY or sk-local).")] = None,
+    port: Annotated[int | None, typer.Option(help="Gateway port (default 8000).")] = None,
+) -> None:
+    """Start the whole stack on this machine, print the URL, stop everything on Ctrl-C."""
+    overrides: dict[str, object] = {}
+    if api_key is not None:
+        overrides["api_key"] = api_key
+    if port is not None:
+        overrides["gateway_port"] = port
+    stack = StackSettings(**overrides)  # type: ignore[arg-type]
+    chat = ChatServerSettings()
+    profile = get_profile(chat.profile)
+    if chat.model_path is None:
+        try:
+            with console.status(f"preparing {profile.name}"):
+                prepare_model(profile, chat.cache_dir)
+        except ModelPreparationError as exc:
+            console.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(1) from None
+    supervisor = Supervisor(build_stack(stack), console)
+    code = asyncio.run(supervisor.run(on_ready=lambda: console.print(ready_banner(stack, profile.name))))
+    raise typer.Exit(code)
