@@ -6,8 +6,7 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from services.settings import ServiceSettings, default_data_dir
-
-DEFAULT_STREAM = "openchatkit:events"
+from services.turn_events import DEFAULT_EVENTS_STREAM
 
 
 def default_database_url() -> str:
@@ -22,7 +21,7 @@ class FeedbackSettings(ServiceSettings):
     port: int = 8004
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_timeout_s: float = Field(default=2.0, gt=0, description="Socket timeout of every Redis call.")
-    stream: str = Field(default=DEFAULT_STREAM, description="The stream turns and feedback are queued on.")
+    stream: str = Field(default=DEFAULT_EVENTS_STREAM, description="The stream turns and feedback are queued on.")
     dead_letter_stream: str | None = Field(default=None, description="Default: '<stream>:dead'.")
     group: str = Field(default="feedback-store", description="The worker consumer group.")
     database_url: str = Field(default_factory=default_database_url, description="SQLAlchemy async URL of the store.")

@@ -1,20 +1,16 @@
 """What travels through the pipeline: the feedback request, and the two kinds of events
-(a recorded turn, a feedback report) as they sit in the Redis Stream."""
+(a recorded turn, a feedback report) as they sit in the Redis Stream. The turn event is
+the gateway's contract too, so it lives in services/turn_events.py."""
 
 from __future__ import annotations
 
 import enum
-import json
-import time
 import uuid
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-# Stream entry fields: kind (turn|feedback), id (the event id every store write is keyed by), data (JSON).
-EVENT_KIND = "kind"
-EVENT_ID = "id"
-EVENT_DATA = "data"
+from services.turn_events import EVENT_DATA, EVENT_KIND, TurnEvent, turn_fields  # noqa: F401  (re-exported)
 
 
 class Rating(enum.StrEnum):
@@ -52,25 +48,6 @@ class FeedbackEvent(BaseModel):
     created_at: float = Field(description="Unix time it was accepted.")
 
 
-class TurnEvent(BaseModel):
-    """One chat turn as the gateway recorded it."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    response_id: str = Field(min_length=1)
-    model: str
-    messages: list[dict[str, Any]] = Field(description="What was sent to the chat model.")
-    answers: list[str] = Field(default_factory=list)
-    finish_reasons: list[str | None] = Field(default_factory=list)
-    moderation: dict[str, Any] | None = None
-    citations: list[dict[str, Any]] | None = None
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-    latency_ms: float | None = None
-    stream: bool = False
-    created_at: float = Field(default_factory=time.time)
-
-
 class InvalidEvent(ValueError):
     """A stream entry that cannot be read as an event (a poison message)."""
 
@@ -80,10 +57,6 @@ Event = FeedbackEvent | TurnEvent
 
 def new_feedback_id() -> str:
     return f"fb-{uuid.uuid4().hex}"
-
-
-def turn_fields(turn: TurnEvent) -> dict[str, str]:
-    return {EVENT_KIND: "turn", EVENT_ID: turn.response_id, EVENT_DATA: turn.model_dump_json()}
 
 
 def decode_event(fields: dict[bytes, bytes] | dict[str, str]) -> Event:
@@ -104,7 +77,3 @@ def decode_event(fields: dict[bytes, bytes] | dict[str, str]) -> Event:
 
 def _text(value: bytes | str) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))

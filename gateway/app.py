@@ -12,7 +12,8 @@ from gateway.auth import APIKeyMiddleware
 from gateway.chat import ChatCompletionService
 from gateway.completions import CompletionService
 from gateway.config import GatewaySettings
-from gateway.hooks import build_hooks
+from gateway.feedback_routes import router as feedback_router
+from gateway.hooks import build_hooks, close_hooks
 from gateway.models import ModelRegistry
 from gateway.routes import router
 from gateway.upstream import UpstreamClient
@@ -29,6 +30,7 @@ def build_app(settings: GatewaySettings | None = None) -> FastAPI:
         registry = ModelRegistry(http, settings.upstreams, settings.model_refresh_s)
         upstream = UpstreamClient(http)
         app.state.settings = settings
+        app.state.http = http
         app.state.registry = registry
         app.state.chat = ChatCompletionService(settings, registry, upstream, build_hooks(settings, http))
         app.state.completions = CompletionService(registry, upstream)
@@ -39,6 +41,7 @@ def build_app(settings: GatewaySettings | None = None) -> FastAPI:
             refresher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await refresher
+            await close_hooks(app.state.chat.hooks)
             await http.aclose()
 
     async def chat_model_ready() -> bool:
@@ -49,5 +52,6 @@ def build_app(settings: GatewaySettings | None = None) -> FastAPI:
 
     app = create_service_app("gateway", lifespan=lifespan, readiness_checks={"chat_model": chat_model_ready})
     app.include_router(router)
+    app.include_router(feedback_router)
     app.add_middleware(APIKeyMiddleware, api_keys=[k.get_secret_value() for k in settings.api_keys])
     return app

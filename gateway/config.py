@@ -3,6 +3,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
+from gateway.feedback import FeedbackCaptureSettings
 from services.settings import ServiceSettings
 
 
@@ -37,3 +38,4 @@ class GatewaySettings(ServiceSettings):
         default=128, ge=0, description="Upper bound on the tokens a chat template adds, for the no-count fast path."
     )
     max_request_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    feedback: FeedbackCaptureSettings = Field(default_factory=FeedbackCaptureSettings)
