@@ -4,6 +4,7 @@ from __future__ import annotations
 
 # Each module registers its commands on the apps in openchatkit.apps.
 from openchatkit.apps import app
+from openchatkit.commands import bench_gateway as _bench_gateway  # noqa: F401
 from openchatkit.commands import chat as _chat  # noqa: F401
 from openchatkit.commands import models as _models  # noqa: F401
 from openchatkit.commands import run as _run  # noqa: F401

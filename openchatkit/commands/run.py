@@ -7,7 +7,6 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.panel import Panel
 
 from chat_server.config import ChatServerSettings
 from chat_server.prepare import ModelPreparationError, prepare_model
@@ -19,10 +18,10 @@ from openchatkit.supervisor import Supervisor
 console = Console(stderr=True, highlight=False)
 
 
-def ready_banner(stack: StackSettings, model: str) -> Panel:
+def ready_banner(stack: StackSettings, model: str) -> str:
     base = stack.url(stack.gateway_port)
     text = (
-        f"[bold green]openchatkit is up[/]  {base}\n\n"
+        f"\n[bold green]openchatkit is up:[/] {base}\n\n"
         f"OpenAI API: {base}/v1   API key: [bold]{stack.api_key}[/]   model: [bold]{model}[/]\n\n"
         f"curl {base}/v1/chat/completions \\\n"
         f"  -H 'Authorization: Bearer {stack.api_key}' -H 'Content-Type: application/json' \\\n"
@@ -30,9 +29,9 @@ def ready_banner(stack: StackSettings, model: str) -> Panel:
         f"python -c \"import openai; c = openai.OpenAI(base_url='{base}/v1', api_key='{stack.api_key}'); "
         f"print(c.chat.completions.create(model='{model}', messages=[{{'role': 'user', 'content': 'Hello!'}}])"
         f".choices[0].message.content)\"\n\n"
-        "Terminal chat: openchatkit chat      Stop: Ctrl-C"
+        "Terminal chat: openchatkit chat      Stop: Ctrl-C\n"
     )
-    return Panel(text, expand=False)
+    return text
 
 
 @app.command("run")
@@ -57,5 +56,5 @@ def run(
             console.print(f"[red]error:[/red] {exc}")
             raise typer.Exit(1) from None
     supervisor = Supervisor(build_stack(stack), console)
-    code = asyncio.run(supervisor.run(on_ready=lambda: console.print(ready_banner(stack, profile.name))))
+    code = asyncio.run(supervisor.run(on_ready=lambda: console.print(ready_banner(stack, profile.name), soft_wrap=True)))
     raise typer.Exit(code)

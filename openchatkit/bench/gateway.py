@@ -1,0 +1,203 @@
+"""Gateway overhead: the same prompts sent straight to vLLM and through the gateway.
+
+Runs alternate (direct, gateway, direct, gateway, ...) so drift on a noisy machine hits
+both sides alike; ``ignore_eos`` makes every answer the same length.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from openchatkit.bench.results import summarize
+
+PROMPTS = [
+    "What is the capital of France?",
+    "Give me three tips for learning to cook.",
+    "Explain what a hash table is.",
+    "Write a haiku about autumn.",
+    "How do I reverse a list in Python?",
+    "What causes the seasons on Earth?",
+    "Suggest a name for a coffee shop.",
+    "Summarize the plot of Romeo and Juliet.",
+    "What is the boiling point of water at sea level?",
+    "Describe a rainbow to a child.",
+    "List two benefits of exercise.",
+    "Translate 'good morning' into Spanish.",
+    "Why is the sky blue?",
+    "What is machine learning?",
+    "Recommend a book for a long flight.",
+    "How many legs does a spider have?",
+]
+
+
+@dataclass
+class Target:
+    name: str
+    base_url: str  # .../v1
+    api_key: str | None
+
+
+@dataclass
+class RunStats:
+    latencies: list[float] = field(default_factory=list)
+    ttfts: list[float] = field(default_factory=list)
+    tokens: int = 0
+    wall: float = 0.0
+    errors: int = 0
+
+
+async def one_request(
+    http: httpx.AsyncClient, target: Target, model: str, prompt: str, max_tokens: int, stream: bool, stats: RunStats
+) -> None:
+    body: dict[str, Any] = {
+        "model": model,
+        "messages": [{"role": "user", "content": prompt}],
+        "max_tokens": max_tokens,
+        "temperature": 0,
+        "ignore_eos": True,
+        "stream": stream,
+    }
+    if stream:
+        body["stream_options"] = {"include_usage": True}
+    headers = {"Authorization": f"Bearer {target.api_key}"} if target.api_key else {}
+    started = time.perf_counter()
+    try:
+        if not stream:
+            response = await http.post(target.base_url + "/chat/completions", json=body, headers=headers)
+            response.raise_for_status()
+            stats.tokens += response.json()["usage"]["completion_tokens"]
+        else:
+            first: float | None = None
+            async with http.stream("POST", target.base_url + "/chat/completions", json=body, headers=headers) as response:
+                response.raise_for_status()
+                async for line in response.aiter_lines():
+                    if not line.startswith("data: ") or line == "data: [DONE]":
+                        continue
+                    event = json.loads(line[6:])
+                    if first is None and any((c.get("delta") or {}).get("content") for c in event.get("choices", [])):
+                        first = time.perf_counter()
+                    if event.get("usage"):
+                        stats.tokens += event["usage"]["completion_tokens"]
+            if first is not None:
+                stats.ttfts.append(first - started)
+    except httpx.HTTPError:
+        stats.errors += 1
+        return
+    stats.latencies.append(time.perf_counter() - started)
+
+
+async def run_batch(
+    http: httpx.AsyncClient, target: Target, model: str, requests: int, concurrency: int, max_tokens: int, stream: bool
+) -> RunStats:
+    stats = RunStats()
+    queue = [PROMPTS[i % len(PROMPTS)] for i in range(requests)]
+    semaphore = asyncio.Semaphore(concurrency)
+
+    async def worker(prompt: str) -> None:
+        async with semaphore:
+            await one_request(http, target, model, prompt, max_tokens, stream, stats)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker(p) for p in queue))
+    stats.wall = time.perf_counter() - started
+    return stats
+
+
+def describe(stats: list[RunStats]) -> dict[str, Any]:
+    latencies = [x for s in stats for x in s.latencies]
+    ttfts = [x for s in stats for x in s.ttfts]
+    tokens = sum(s.tokens for s in stats)
+    wall = sum(s.wall for s in stats)
+    return {
+        "latency_ms": {k: (v * 1000 if k != "n" else v) for k, v in summarize(latencies).items()},
+        "ttft_ms": {k: (v * 1000 if k != "n" else v) for k, v in summarize(ttfts).items()} if ttfts else None,
+        "tokens_per_s": tokens / wall if wall else 0.0,
+        "completion_tokens": tokens,
+        "errors": sum(s.errors for s in stats),
+    }
+
+
+async def bench_gateway(
+    direct: Target,
+    gateway: Target,
+    model: str,
+    concurrencies: list[int],
+    requests_per_round: int,
+    rounds: int,
+    max_tokens: int,
+    on_progress: Any = None,
+) -> dict[str, Any]:
+    configs: list[dict[str, Any]] = []
+    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
+    async with httpx.AsyncClient(timeout=600, limits=limits, trust_env=False) as http:
+        # Warm both paths (connections, vLLM prefix cache) before measuring.
+        for target in (direct, gateway):
+            await run_batch(http, target, model, 4, 4, max_tokens, False)
+        for stream in (False, True):
+            for concurrency in concurrencies:
+                requests = max(requests_per_round, concurrency * 2)
+                runs: dict[str, list[RunStats]] = {direct.name: [], gateway.name: []}
+                for round_no in range(rounds):
+                    order = (direct, gateway) if round_no % 2 == 0 else (gateway, direct)
+                    for target in order:
+                        runs[target.name].append(
+                            await run_batch(http, target, model, requests, concurrency, max_tokens, stream)
+                        )
+                        if on_progress:
+                            on_progress()
+                d, g = describe(runs[direct.name]), describe(runs[gateway.name])
+                config = {
+                    "stream": stream,
+                    "concurrency": concurrency,
+                    "requests": requests * rounds,
+                    "direct": d,
+                    "gateway": g,
+                    "ratio": ratios(d, g),
+                }
+                configs.append(config)
+    return {"model": model, "max_tokens": max_tokens, "rounds": rounds, "configs": configs}
+
+
+def ratios(direct: dict[str, Any], gateway: dict[str, Any]) -> dict[str, float | None]:
+    out: dict[str, float | None] = {
+        "latency_p50": gateway["latency_ms"]["p50"] / direct["latency_ms"]["p50"],
+        "latency_p95": gateway["latency_ms"]["p95"] / direct["latency_ms"]["p95"],
+        "throughput": gateway["tokens_per_s"] / direct["tokens_per_s"] if direct["tokens_per_s"] else None,
+        "added_p50_ms": gateway["latency_ms"]["p50"] - direct["latency_ms"]["p50"],
+    }
+    if direct["ttft_ms"] and gateway["ttft_ms"]:
+        out["ttft_p50"] = gateway["ttft_ms"]["p50"] / direct["ttft_ms"]["p50"]
+        out["added_ttft_p50_ms"] = gateway["ttft_ms"]["p50"] - direct["ttft_ms"]["p50"]
+    return out
+
+
+def plot(result: dict[str, Any], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [f"{'stream' if c['stream'] else 'json'}\nc={c['concurrency']}" for c in result["configs"]]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    xs = range(len(labels))
+    width = 0.38
+    for offset, side, color in ((-width / 2, "direct", "#888"), (width / 2, "gateway", "#2a7")):
+        left.bar([x + offset for x in xs], [c[side]["latency_ms"]["p50"] for c in result["configs"]], width,
+                 label=side, color=color)
+        right.bar([x + offset for x in xs], [c[side]["tokens_per_s"] for c in result["configs"]], width,
+                  label=side, color=color)
+    left.set_title("p50 latency (ms)")
+    right.set_title("throughput (completion tokens/s)")
+    for axis in (left, right):
+        axis.set_xticks(list(xs), labels)
+        axis.legend()
+    fig.suptitle(f"gateway vs direct vLLM ({result['model']}, {result['max_tokens']} tokens)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
