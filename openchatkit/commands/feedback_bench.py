@@ -1,0 +1,291 @@
+"""``openchatkit bench feedback``: feedback events/s accepted through the API at several
+concurrencies (with accept latency p50/p99), then the worker's drain rate into the store.
+
+It starts its own redis-server (AOF on), feedback API and workers on free ports. The load
+comes from a small keep-alive HTTP/1.1 client on raw asyncio streams (uvloop), in its own
+processes, so the measurement is not limited by a heavy Python HTTP client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import multiprocessing
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import redis
+import typer
+from rich.console import Console
+
+from openchatkit.apps import bench_app
+from openchatkit.local_redis import free_port, redis_server_argv
+
+console = Console(stderr=True)
+RESULTS = Path("benchmarks/results")
+
+
+def build_requests(port: int, count: int) -> list[bytes]:
+    requests = []
+    for i in range(count):
+        body = {"response_id": f"chatcmpl-bench{i:06d}", "rating": "up" if i % 3 else "down"}
+        if i % 5 == 0:
+            body["flags"] = ["not_helpful"]
+        if i % 7 == 0:
+            body["ideal_response"] = "A better answer, written by a person. " * 4
+        raw = json.dumps(body).encode()
+        head = (
+            f"POST /v1/feedback HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(raw)}\r\n\r\n"
+        ).encode()
+        requests.append(head + raw)
+    return requests
+
+
+async def _connection(port: int, requests: list[bytes], start: float, stop: float, out: dict[str, Any]) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    i = 0
+    try:
+        while True:
+            t0 = time.perf_counter()
+            if t0 >= stop:
+                break
+            writer.write(requests[i % len(requests)])
+            i += 1
+            head = await reader.readuntil(b"\r\n\r\n")
+            status = int(head[9:12])
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line[:15].lower() == b"content-length:":
+                    length = int(line[15:])
+            await reader.readexactly(length)
+            if t0 >= start:  # after the warm-up
+                out["latencies"].append(time.perf_counter() - t0)
+                out["status"][status] = out["status"].get(status, 0) + 1
+    finally:
+        writer.close()
+
+
+def _load_process(port: int, connections: int, warmup_s: float, duration_s: float, queue: Any) -> None:
+    import uvloop
+
+    async def main() -> dict[str, Any]:
+        out: dict[str, Any] = {"latencies": [], "status": {}}
+        requests = build_requests(port, 2000)
+        start = time.perf_counter() + warmup_s
+        await asyncio.gather(*(_connection(port, requests, start, start + duration_s, out) for _ in range(connections)))
+        return out
+
+    cpu0 = time.process_time()
+    result = uvloop.run(main())
+    result["cpu_s"] = time.process_time() - cpu0
+    queue.put(result)
+
+
+def measure(port: int, concurrency: int, warmup_s: float, duration_s: float, load_processes: int) -> dict[str, Any]:
+    processes = max(1, min(load_processes, concurrency))
+    shares = [concurrency // processes + (1 if i < concurrency % processes else 0) for i in range(processes)]
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_load_process, args=(port, n, warmup_s, duration_s, queue)) for n in shares]
+    for proc in procs:
+        proc.start()
+    results = [queue.get(timeout=warmup_s + duration_s + 120) for _ in procs]
+    for proc in procs:
+        proc.join()
+    latencies = sorted(x for r in results for x in r["latencies"])
+    status: dict[int, int] = {}
+    for r in results:
+        for code, n in r["status"].items():
+            status[code] = status.get(code, 0) + n
+    accepted = status.get(202, 0)
+
+    def pct(p: float) -> float:
+        return round(latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000, 3) if latencies else 0.0
+
+    return {
+        "concurrency": concurrency,
+        "accepted": accepted,
+        "other_statuses": {str(k): v for k, v in status.items() if k != 202},
+        "events_per_s": round(accepted / duration_s, 1),
+        "p50_ms": pct(0.50),
+        "p90_ms": pct(0.90),
+        "p99_ms": pct(0.99),
+        "max_ms": round(latencies[-1] * 1000, 3) if latencies else 0.0,
+        "load_generator_cpu_s": round(sum(r["cpu_s"] for r in results), 2),
+    }
+
+
+def _wait_http(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{url}: process exited with {proc.returncode}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(url)
+
+
+def drain(env: dict[str, str], client: redis.Redis, stream: str, group: str, workers: int, log: Path) -> dict[str, Any]:
+    """Start ``workers`` workers on a full stream; events/s until the group has acked it all."""
+    total = client.xlen(stream)
+    started = time.perf_counter()
+    with log.open("ab") as sink:
+        procs = [
+            subprocess.Popen([sys.executable, "-m", "feedback_server.worker"], env=env, stdout=sink, stderr=subprocess.STDOUT)
+            for _ in range(workers)
+        ]
+    try:
+        while True:
+            if _drained(client, stream, group):
+                break
+            if any(p.poll() is not None for p in procs):
+                raise RuntimeError(f"a worker exited; see {log}")
+            time.sleep(0.05)
+        elapsed = time.perf_counter() - started
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(timeout=30)
+    return {"workers": workers, "events": total, "seconds_incl_start": round(elapsed, 2),
+            "events_per_s": round(total / elapsed, 1)}
+
+
+@bench_app.command("feedback")
+def bench_feedback(
+    concurrency: Annotated[list[int] | None, typer.Option(help="Concurrent connections (repeat).")] = None,
+    duration_s: Annotated[float, typer.Option(help="Seconds measured per concurrency.")] = 5.0,
+    warmup_s: Annotated[float, typer.Option(help="Seconds of load before measuring.")] = 1.0,
+    api_workers: Annotated[int, typer.Option(help="uvicorn worker processes of the feedback API.")] = 1,
+    load_processes: Annotated[int, typer.Option(help="Processes generating the load.")] = 1,
+    drain_workers: Annotated[list[int] | None, typer.Option(help="Worker counts for the drain test (repeat).")] = None,
+    database_url: Annotated[str | None, typer.Option(help="Store for the drain test (default: a fresh SQLite file).")] = None,
+    appendfsync: Annotated[str, typer.Option(help="Redis AOF fsync policy: always, everysec or no.")] = "everysec",
+    output: Annotated[Path | None, typer.Option(help="JSON result path.")] = None,
+) -> None:
+    """Accept rate and latency of POST /v1/feedback, and the worker drain rate."""
+    levels = concurrency or [1, 2, 4, 8, 16, 32, 64]
+    workdir = Path(tempfile.mkdtemp(prefix="ock-bench-feedback-"))
+    redis_port, api_port = free_port(), free_port()
+    stream, group = f"bench:{uuid.uuid4().hex[:8]}", "feedback-store"
+    env = {
+        **os.environ,
+        "FEEDBACK_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+        "FEEDBACK_STREAM": stream,
+        "FEEDBACK_GROUP": group,
+        "FEEDBACK_PORT": str(api_port),
+        "FEEDBACK_WORKERS": str(api_workers),
+        "FEEDBACK_ACCESS_LOG": "false",
+        "FEEDBACK_LOG_LEVEL": "WARNING",
+        "FEEDBACK_DATABASE_URL": database_url or f"sqlite+aiosqlite:///{workdir / 'feedback.db'}",
+    }
+    log = workdir / "services.log"
+    with log.open("ab") as sink:
+        redis_proc = subprocess.Popen(redis_server_argv(redis_port, workdir / "redis", appendfsync), stdout=sink, stderr=subprocess.STDOUT)
+        api = subprocess.Popen([sys.executable, "-m", "feedback_server"], env=env, stdout=sink, stderr=subprocess.STDOUT)
+    client = redis.Redis(port=redis_port)
+    try:
+        _wait_http(f"http://127.0.0.1:{api_port}/ready", api)
+        runs = []
+        for level in levels:
+            result = measure(api_port, level, warmup_s, duration_s, load_processes)
+            runs.append(result)
+            console.print(
+                f"concurrency {level:3d}: {result['events_per_s']:8.1f} events/s  p50 {result['p50_ms']:.2f} ms  "
+                f"p99 {result['p99_ms']:.2f} ms  (other statuses: {result['other_statuses'] or 'none'})"
+            )
+        api.terminate()
+        api.wait(timeout=30)
+        drains = []
+        for workers in drain_workers or [1, 2]:
+            if drains:  # refill: the previous drain consumed the stream
+                client.delete(stream)
+                _refill(client, stream, drains[0]["events"])
+            drains.append(drain(env, client, stream, group, workers, log))
+            console.print(f"drain with {workers} worker(s): {drains[-1]['events_per_s']:.1f} events/s")
+        report = {
+            "benchmark": "feedback",
+            "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "machine": {"cpus": os.cpu_count(), "load_avg_before": os.getloadavg(), "python": platform.python_version()},
+            "settings": {"duration_s": duration_s, "warmup_s": warmup_s, "api_workers": api_workers,
+                         "load_processes": load_processes, "redis_appendfsync": appendfsync,
+                         "store": "sqlite" if database_url is None else database_url.split(":")[0]},
+            "accept": runs,
+            "best_events_per_s": max(r["events_per_s"] for r in runs),
+            "drain": drains,
+            "goal": {"events_per_s": 5000, "p99_ms": 10},
+        }
+        path = output or RESULTS / f"feedback-{time.strftime('%Y%m%d-%H%M%S')}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(report, indent=2) + "\n")
+        _plot(report, path.with_suffix(".png"))
+        console.print(f"wrote {path} and {path.with_suffix('.png')}")
+    finally:
+        for proc in (api, redis_proc):
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait(timeout=30)
+
+
+def _drained(client: redis.Redis, stream: str, group: str) -> bool:
+    """The group has been given every entry and acknowledged them all (Redis 6.2 and 7)."""
+    if not client.exists(stream):
+        return False
+    groups = {g["name"].decode(): g for g in client.xinfo_groups(stream)}
+    g = groups.get(group)
+    if g is None or g["pending"]:
+        return False
+    return bool(g["last-delivered-id"] == client.xinfo_stream(stream)["last-generated-id"])
+
+
+def _refill(client: redis.Redis, stream: str, count: int) -> None:
+    """The same mix of feedback events, straight into the stream (for a second drain run)."""
+    from feedback_server.protocol import FeedbackEvent, new_feedback_id
+
+    pipe = client.pipeline(transaction=False)
+    for i in range(count):
+        event = FeedbackEvent(id=new_feedback_id(), response_id=f"chatcmpl-bench{i:06d}", rating="up",
+                              created_at=time.time())
+        pipe.xadd(stream, {"kind": "feedback", "id": event.id, "data": event.model_dump_json()})
+        if i % 1000 == 999:
+            pipe.execute()
+    pipe.execute()
+
+
+def _plot(report: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = report["accept"]
+    x = [r["concurrency"] for r in runs]
+    fig, left = plt.subplots(figsize=(7, 4))
+    left.plot(x, [r["events_per_s"] for r in runs], "o-", color="tab:blue", label="accepted events/s")
+    left.axhline(report["goal"]["events_per_s"], color="tab:blue", linestyle=":", linewidth=1)
+    left.set_xscale("log", base=2)
+    left.set_xlabel("concurrent connections")
+    left.set_ylabel("events/s", color="tab:blue")
+    right = left.twinx()
+    right.plot(x, [r["p99_ms"] for r in runs], "s--", color="tab:red", label="p99 ms")
+    right.plot(x, [r["p50_ms"] for r in runs], "^--", color="tab:orange", label="p50 ms")
+    right.axhline(report["goal"]["p99_ms"], color="tab:red", linestyle=":", linewidth=1)
+    right.set_ylabel("latency (ms)", color="tab:red")
+    fig.legend(loc="upper left")
+    left.set_title(f"POST /v1/feedback, {report['machine']['cpus']} CPUs, {report['settings']['api_workers']} API worker(s)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

