@@ -1,0 +1,55 @@
+# The two README commands: `make run` (install, prepare the small models, start the stack)
+# and `make test` (install with test tools, prepare, run the whole suite).
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+PIP := $(PY) -m pip --disable-pip-version-check
+# torch 2.13.0 CPU build: a local wheel where pip's config has one, else PyTorch's CPU index.
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+STAMPS := $(VENV)/.stamps
+PYTEST_ARGS ?=
+
+.PHONY: help run test install install-dev prepare bench-gateway clean
+
+help:
+	@echo "make run    install, prepare the models, start the whole stack (http://127.0.0.1:8000)"
+	@echo "make test   install with test tools and run the whole suite"
+
+run: prepare
+	$(BIN)/openchatkit run
+
+test: install-dev prepare
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+$(PY):
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Python 3.11 is required (set PYTHON=...)")'
+	$(PYTHON) -m venv $(VENV)
+
+# Pinned, resolved sets installed with --no-deps (see the header of requirements/runtime.lock).
+$(STAMPS)/runtime: pyproject.toml requirements/runtime.lock | $(PY)
+	$(PIP) install "torch==2.13.0" --extra-index-url $(TORCH_INDEX)
+	$(PIP) install --no-deps -r requirements/runtime.lock
+	$(PIP) install --no-deps -e .
+	@mkdir -p $(STAMPS) && touch $@
+
+$(STAMPS)/dev: $(STAMPS)/runtime requirements/dev.lock
+	$(PIP) install --no-deps -r requirements/dev.lock
+	@mkdir -p $(STAMPS) && touch $@
+
+install: $(STAMPS)/runtime
+
+install-dev: $(STAMPS)/dev
+
+# Idempotent: each step is a no-op when its output is current.
+prepare: install
+	$(BIN)/openchatkit prepare-models
+
+bench-gateway: install
+	$(BIN)/openchatkit bench gateway
+
+clean:
+	rm -rf $(VENV) .pytest_cache
