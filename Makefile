@@ -8,7 +8,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PY := $(BIN)/python
 PIP := $(PY) -m pip --disable-pip-version-check
-# torch 2.13.0 CPU build: a local wheel where pip's config has one, else PyTorch's CPU index.
+# torch 2.13.0 CPU build: a local wheel where pip's config finds one (--no-index), else PyTorch's CPU index.
 TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 STAMPS := $(VENV)/.stamps
 PYTEST_ARGS ?=
@@ -31,7 +31,8 @@ $(PY):
 
 # Pinned, resolved sets installed with --no-deps (see the header of requirements/runtime.lock).
 $(STAMPS)/runtime: pyproject.toml requirements/runtime.lock | $(PY)
-	$(PIP) install "torch==2.13.0" --extra-index-url $(TORCH_INDEX)
+	$(PIP) install --no-deps --no-index "torch==2.13.0" 2>/dev/null \
+	  || $(PIP) install --no-deps "torch==2.13.0" --index-url $(TORCH_INDEX)
 	$(PIP) install --no-deps -r requirements/runtime.lock
 	$(PIP) install --no-deps -e .
 	@mkdir -p $(STAMPS) && touch $@
