@@ -46,8 +46,7 @@ def build_app(settings: GatewaySettings | None = None) -> FastAPI:
 
     async def chat_model_ready() -> bool:
         registry: ModelRegistry = app.state.registry
-        if not registry.ready:
-            await registry.refresh()
+        await registry.refresh_if_stale(0.0 if not registry.ready else 5.0)
         return registry.ready
 
     app = create_service_app("gateway", lifespan=lifespan, readiness_checks={"chat_model": chat_model_ready})

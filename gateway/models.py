@@ -12,7 +12,7 @@ import httpx
 
 from gateway.config import UpstreamConfig
 from gateway.token_count import LocalTokenCounter, RemoteTokenCounter, TokenCounter
-from services.errors import NotFoundError
+from services.errors import NotFoundError, ServiceUnavailableError
 
 logger = logging.getLogger(__name__)
 
@@ -94,12 +94,20 @@ class ModelRegistry:
         if route is None and time.monotonic() - self._last_refresh > 1.0:
             await self.refresh()  # a model (or adapter) may have appeared since the last look
             route = self._routes.get(model)
+        if route is None and not any(self._healthy.values()):
+            raise ServiceUnavailableError(
+                "No chat model is reachable yet; try again shortly.", code="model_unavailable"
+            )
         if route is None:
-            known = ", ".join(sorted(self._routes)) or "none yet"
+            known = ", ".join(sorted(self._routes)) or "none"
             raise NotFoundError(
                 f"The model '{model}' does not exist. Available models: {known}.", param="model", code="model_not_found"
             )
         return route
+
+    async def refresh_if_stale(self, max_age_s: float) -> None:
+        if time.monotonic() - self._last_refresh > max_age_s:
+            await self.refresh()
 
     async def keep_fresh(self) -> None:
         """Background task: poll quickly until ready, then every ``refresh_s``."""
