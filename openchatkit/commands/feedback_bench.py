@@ -173,7 +173,7 @@ def bench_feedback(
     load_processes: Annotated[int, typer.Option(help="Processes generating the load.")] = 1,
     drain_workers: Annotated[list[int] | None, typer.Option(help="Worker counts for the drain test (repeat).")] = None,
     database_url: Annotated[str | None, typer.Option(help="Store for the drain test (default: a fresh SQLite file).")] = None,
-    appendfsync: Annotated[str, typer.Option(help="Redis AOF fsync policy: always, everysec or no.")] = "everysec",
+    appendfsync: Annotated[str, typer.Option(help="Redis AOF fsync policy: always (what the stack runs), everysec or no.")] = "always",
     output: Annotated[Path | None, typer.Option(help="JSON result path.")] = None,
 ) -> None:
     """Accept rate and latency of POST /v1/feedback, and the worker drain rate."""
