@@ -13,7 +13,7 @@ TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 STAMPS := $(VENV)/.stamps
 PYTEST_ARGS ?=
 
-.PHONY: help run test install install-dev prepare bench-gateway clean
+.PHONY: help run test install install-dev browser prepare bench-gateway clean
 
 help:
 	@echo "make run    install, prepare the models, start the whole stack (http://127.0.0.1:8000)"
@@ -22,7 +22,7 @@ help:
 run: prepare
 	$(BIN)/openchatkit run
 
-test: install-dev prepare
+test: install-dev browser prepare
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 $(PY):
@@ -40,6 +40,13 @@ $(STAMPS)/runtime: pyproject.toml requirements/runtime.lock | $(PY)
 $(STAMPS)/dev: $(STAMPS)/runtime requirements/dev.lock
 	$(PIP) install --no-deps -r requirements/dev.lock
 	@mkdir -p $(STAMPS) && touch $@
+
+# The browser tests drive Debian's chromium (Playwright's own browser download is unreachable).
+browser:
+	@command -v chromium >/dev/null || { \
+	  echo "installing Debian's chromium for the browser tests"; \
+	  $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y --no-install-recommends chromium \
+	  || { $(if $(filter 0,$(shell id -u)),,sudo) apt-get update && $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y --no-install-recommends chromium; }; }
 
 install: $(STAMPS)/runtime
 

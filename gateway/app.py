@@ -17,6 +17,8 @@ from gateway.hooks import build_hooks, close_hooks
 from gateway.models import ModelRegistry
 from gateway.routes import router
 from gateway.upstream import UpstreamClient
+from gateway.web_routes import router as web_router
+from gateway.web_routes import static_files
 from services.app import create_service_app
 from services.http import build_http_client
 
@@ -51,6 +53,8 @@ def build_app(settings: GatewaySettings | None = None) -> FastAPI:
 
     app = create_service_app("gateway", lifespan=lifespan, readiness_checks={"chat_model": chat_model_ready})
     app.include_router(router)
+    app.include_router(web_router)
+    app.mount("/static", static_files, name="static")
     app.include_router(feedback_router)
     app.add_middleware(APIKeyMiddleware, api_keys=[k.get_secret_value() for k in settings.api_keys])
     return app

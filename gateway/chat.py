@@ -55,9 +55,13 @@ class ChatCompletionService:
             if turn.refusal is not None:
                 return await self._refuse(turn)
         turn.dropped_messages = await self._fit_context(route, request, forward)
+        client_wants_usage = bool((request.stream_options or {}).get("include_usage"))
+        if turn.stream and not client_wants_usage:
+            # Token counts are recorded for every turn; the usage chunk is kept from clients that did not ask.
+            forward["stream_options"] = {**(request.stream_options or {}), "include_usage": True}
         if turn.stream:
             events = await self._upstream.open_stream(route, "/chat/completions", forward, base_id)
-            return Generation(turn.id, stream=self._relay(turn, events))
+            return Generation(turn.id, stream=self._relay(turn, events, client_wants_usage))
         body_out = await self._upstream.post(route, "/chat/completions", forward, base_id)
         body_out["id"] = turn.id
         choices = body_out.get("choices") or []
@@ -116,10 +120,12 @@ class ChatCompletionService:
             forward["messages"] = fitted.messages
         return fitted.dropped_messages
 
-    async def _relay(self, turn: ChatTurn, events: AsyncIterator[dict[str, Any] | object]) -> AsyncIterator[bytes]:
+    async def _relay(
+        self, turn: ChatTurn, events: AsyncIterator[dict[str, Any] | object], send_usage: bool
+    ) -> AsyncIterator[bytes]:
         """Re-frame upstream chunks with our id, let hooks review text before it is sent,
         and put the response extensions on the first and the finishing chunks."""
-        relay = _StreamState(turn, self.hooks)
+        relay = _StreamState(turn, self.hooks, send_usage)
         try:
             async with aclosing(events):  # a client that hangs up cancels the upstream request
                 async for event in events:
@@ -146,9 +152,10 @@ class ChatCompletionService:
 class _StreamState:
     """Per-stream bookkeeping: text released to the client and text held back by a hook."""
 
-    def __init__(self, turn: ChatTurn, hooks: list[ChatHook]) -> None:
+    def __init__(self, turn: ChatTurn, hooks: list[ChatHook], send_usage: bool) -> None:
         self.turn = turn
         self.hooks = hooks
+        self.send_usage = send_usage
         self.released: dict[int, str] = {}
         self.pending: dict[int, str] = {}
         self.first = True
@@ -156,10 +163,14 @@ class _StreamState:
 
     async def process(self, event: dict[str, Any]) -> list[dict[str, Any]]:
         event["id"] = self.turn.id
+        choices = event.get("choices") or []
         if event.get("usage"):
             self.turn.usage = event["usage"]
+            if not self.send_usage:
+                if not choices:
+                    return []
+                event.pop("usage")
         out: list[dict[str, Any]] = []
-        choices = event.get("choices") or []
         for choice in choices:
             index = int(choice.get("index", 0))
             delta = choice.get("delta") or {}

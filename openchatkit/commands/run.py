@@ -22,6 +22,7 @@ def ready_banner(stack: StackSettings, model: str) -> str:
     base = stack.url(stack.gateway_port)
     text = (
         f"\n[bold green]openchatkit is up:[/] {base}\n\n"
+        f"Web chat:   {base}/#key={stack.api_key}\n"
         f"OpenAI API: {base}/v1   API key: [bold]{stack.api_key}[/]   model: [bold]{model}[/]\n\n"
         f"curl {base}/v1/chat/completions \\\n"
         f"  -H 'Authorization: Bearer {stack.api_key}' -H 'Content-Type: application/json' \\\n"

@@ -226,3 +226,17 @@ def test_health_ready_metrics(chat_stack: ChatStack) -> None:
         assert httpx.get(chat_stack.gateway.url + path).status_code == 200
     metrics = httpx.get(chat_stack.gateway.url + "/metrics").text
     assert 'openchatkit_http_requests_total{method="POST",route="/v1/chat/completions",service="gateway"' in metrics
+
+
+def test_stream_usage_only_when_asked(chat_stack: ChatStack) -> None:
+    client = chat_stack.gateway.client()
+    messages = [{"role": "user", "content": "Say hi."}]
+    plain = list(client.chat.completions.create(model=chat_stack.chat.model, messages=messages, max_tokens=4, stream=True))
+    assert all(c.usage is None for c in plain)
+    asked = list(
+        client.chat.completions.create(
+            model=chat_stack.chat.model, messages=messages, max_tokens=4, stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    assert asked[-1].usage is not None and asked[-1].usage.completion_tokens == 4
