@@ -83,8 +83,9 @@ PROFILES: dict[str, ModelProfile] = {
             device="cpu",
             dtype="bfloat16",
             max_model_len=2048,
-            # SmolLM2's model card recommends temperature 0.2, top_p 0.9.
-            sampling_defaults={"temperature": 0.2, "top_p": 0.9, "max_tokens": 256},
+            # SmolLM2's model card recommends temperature 0.2, top_p 0.9; the 4-bit source
+            # loops without a mild repetition penalty.
+            sampling_defaults={"temperature": 0.2, "top_p": 0.9, "repetition_penalty": 1.1, "max_tokens": 256},
         ),
     )
 }
