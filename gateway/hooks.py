@@ -7,10 +7,12 @@ import httpx
 from gateway.config import GatewaySettings
 from gateway.feedback import TurnRecorderHook
 from gateway.pipeline import ChatHook
+from gateway.retrieval import RetrievalHook
 
 
 def build_hooks(settings: GatewaySettings, http: httpx.AsyncClient) -> list[ChatHook]:
     hooks: list[ChatHook] = []
+    hooks.append(RetrievalHook(settings.retrieval, http))  # after moderation: retrieved text never reaches it
     if settings.feedback.enabled:  # last: it records the turn as the client got it
         hooks.append(TurnRecorderHook(settings.feedback))
     return hooks
