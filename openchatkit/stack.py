@@ -71,6 +71,20 @@ def gateway_upstream(stack: StackSettings) -> dict[str, object]:
     return upstream
 
 
+def retrieval_spec(stack: StackSettings) -> ServiceSpec:
+    return ServiceSpec(
+        name="retrieval",
+        argv=python_module("retrieval_server"),
+        env={
+            "RETRIEVAL_HOST": stack.host,
+            "RETRIEVAL_PORT": str(stack.retrieval_port),
+            "RETRIEVAL_DATA_DIR": str(stack.data_dir),
+            "RETRIEVAL_LOG_JSON": str(stack.log_json).lower(),
+        },
+        ready_url=stack.url(stack.retrieval_port) + "/ready",
+    )
+
+
 def gateway_spec(stack: StackSettings) -> ServiceSpec:
     return ServiceSpec(
         name="gateway",
@@ -81,11 +95,12 @@ def gateway_spec(stack: StackSettings) -> ServiceSpec:
             "GATEWAY_API_KEYS": json.dumps([stack.api_key]),
             "GATEWAY_UPSTREAMS": json.dumps([gateway_upstream(stack)]),
             "GATEWAY_LOG_JSON": str(stack.log_json).lower(),
+            "GATEWAY_RETRIEVAL__URL": stack.url(stack.retrieval_port),
         },
         ready_url=stack.url(stack.gateway_port) + "/ready",
-        after=["chat"],
+        after=["chat", "retrieval"],
     )
 
 
 def build_stack(stack: StackSettings) -> list[ServiceSpec]:
-    return [chat_spec(stack), gateway_spec(stack)]
+    return [chat_spec(stack), retrieval_spec(stack), gateway_spec(stack)]
