@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import redis.asyncio as redis
 from redis.backoff import ExponentialBackoff
-from redis.retry import Retry
+from redis.asyncio.retry import Retry
 
 from feedback_server.protocol import EVENT_DATA, FeedbackEvent
 

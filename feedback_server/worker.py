@@ -11,6 +11,7 @@ Run as many workers as you like; they share the consumer group.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -173,15 +174,36 @@ class FeedbackWorker:
             pass
 
 
+async def open_store(settings: FeedbackSettings, stop: asyncio.Event) -> FeedbackStore | None:
+    """Open (and migrate) the store, waiting for it while it is unavailable."""
+    delay = 0.1
+    while not stop.is_set():
+        try:
+            return await FeedbackStore.open(settings.database_url, migrate=settings.migrate_on_start)
+        except Exception as exc:
+            if not is_unavailable(exc):
+                raise
+            logger.warning("store unavailable at start, retrying in %.1fs: %s", delay, str(exc).splitlines()[0])
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=delay)
+        delay = min(delay * 2, settings.retry_max_s)
+    return None
+
+
 async def run_worker(settings: FeedbackSettings) -> None:
     client = connect(settings.redis_url, settings.redis_timeout_s + settings.block_ms / 1000)
     consumer = settings.consumer or default_consumer_name()
     group = ConsumerGroup(client, settings.stream, settings.group, consumer, settings.dead_letters)
-    store = await FeedbackStore.open(settings.database_url, migrate=settings.migrate_on_start)
-    worker = FeedbackWorker(settings, group, store)
+    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, worker.stop.set)
+        loop.add_signal_handler(sig, stop.set)
+    store = await open_store(settings, stop)
+    if store is None:
+        await client.aclose()
+        return
+    worker = FeedbackWorker(settings, group, store)
+    worker.stop = stop
     logger.info("worker started", extra={"stream": settings.stream, "group": settings.group, "consumer": consumer})
     try:
         await worker.run()

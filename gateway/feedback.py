@@ -16,6 +16,8 @@ import time
 from typing import Any
 
 import redis.asyncio as redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 from prometheus_client import Counter, Gauge
 from pydantic import BaseModel, Field
 
@@ -90,7 +92,10 @@ class TurnRecorderHook(ChatHook):
     def __init__(self, settings: FeedbackCaptureSettings, client: redis.Redis | None = None) -> None:
         self.settings = settings
         self.redis = client or redis.Redis.from_url(
-            settings.redis_url, socket_timeout=settings.redis_timeout_s, socket_connect_timeout=settings.redis_timeout_s
+            settings.redis_url,
+            socket_timeout=settings.redis_timeout_s,
+            socket_connect_timeout=settings.redis_timeout_s,
+            retry=Retry(ExponentialBackoff(cap=0.05, base=0.005), 2),  # reconnect after a Redis restart
         )
         self.queue: asyncio.Queue[tuple[ChatTurn, float]] = asyncio.Queue(maxsize=settings.queue_size)
         self._publisher: asyncio.Task[None] | None = None

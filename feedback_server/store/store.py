@@ -30,11 +30,29 @@ class StoreUnavailable(RuntimeError):
     """The database cannot be reached or written right now; try again later."""
 
 
+# PostgreSQL error classes that say "not now" rather than "not this data": connection
+# exception, transaction rollback (deadlock, serialization), insufficient resources,
+# object not in prerequisite state (database not accepting connections), operator
+# intervention (shutdown, terminated backend), system error.
+RETRYABLE_SQLSTATE_CLASSES = frozenset({"08", "40", "53", "55", "57", "58"})
+
+
+def _sqlstate(exc: DBAPIError) -> str | None:
+    for candidate in (exc.orig, getattr(exc.orig, "__cause__", None)):
+        code = getattr(candidate, "sqlstate", None) or getattr(candidate, "pgcode", None)
+        if isinstance(code, str):
+            return code
+    return None
+
+
 def is_unavailable(exc: BaseException) -> bool:
-    """Connection-level failures (retry the whole batch) as opposed to bad data."""
+    """Failures of the store itself (retry the whole batch later) as opposed to bad data."""
     if isinstance(exc, (OperationalError, InterfaceError, OSError, TimeoutError, StoreUnavailable)):
         return True
-    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+    if isinstance(exc, DBAPIError):
+        code = _sqlstate(exc)
+        return bool(exc.connection_invalidated) or (code is not None and code[:2] in RETRYABLE_SQLSTATE_CLASSES)
+    return False
 
 
 def _when(unix: float) -> datetime:
