@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pathlib import Path
+
+from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from services.settings import ServiceSettings, default_data_dir
+from services.settings import ServiceSettings
 from services.turn_events import DEFAULT_EVENTS_STREAM
 
 
-def default_database_url() -> str:
-    return f"sqlite+aiosqlite:///{default_data_dir() / 'feedback.db'}"
+def sqlite_url(data_dir: Path) -> str:
+    return f"sqlite+aiosqlite:///{data_dir / 'feedback.db'}"
 
 
 class FeedbackSettings(ServiceSettings):
@@ -24,7 +26,9 @@ class FeedbackSettings(ServiceSettings):
     stream: str = Field(default=DEFAULT_EVENTS_STREAM, description="The stream turns and feedback are queued on.")
     dead_letter_stream: str | None = Field(default=None, description="Default: '<stream>:dead'.")
     group: str = Field(default="feedback-store", description="The worker consumer group.")
-    database_url: str = Field(default_factory=default_database_url, description="SQLAlchemy async URL of the store.")
+    database_url: str = Field(
+        default="", description="SQLAlchemy async URL of the store; default a SQLite file in data_dir."
+    )
     migrate_on_start: bool = True
 
     # API
@@ -44,6 +48,12 @@ class FeedbackSettings(ServiceSettings):
     trim_interval_s: float = Field(default=10.0, gt=0, description="How often acknowledged entries are trimmed.")
     retry_max_s: float = Field(default=10.0, gt=0, description="Longest wait between store retries.")
     consumer: str | None = Field(default=None, description="Consumer name; default host-pid-random.")
+
+    @model_validator(mode="after")
+    def _default_store(self) -> FeedbackSettings:
+        if not self.database_url:
+            self.database_url = sqlite_url(self.data_dir)
+        return self
 
     @property
     def dead_letters(self) -> str:

@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from chat_server.config import ChatServerSettings
 from chat_server.prepare import model_dir
 from chat_server.profiles import GGUFSource, get_profile
+from openchatkit.feedback_stack import feedback_specs, gateway_feedback_env, stack_redis
 from openchatkit.supervisor import ServiceSpec, python_module
 from services.settings import default_data_dir
 
@@ -103,4 +104,7 @@ def gateway_spec(stack: StackSettings) -> ServiceSpec:
 
 
 def build_stack(stack: StackSettings) -> list[ServiceSpec]:
-    return [chat_spec(stack), retrieval_spec(stack), gateway_spec(stack)]
+    redis_url, redis_spec = stack_redis(stack)
+    gateway = gateway_spec(stack)
+    gateway.env.update(gateway_feedback_env(stack, redis_url))
+    return [chat_spec(stack), retrieval_spec(stack), *feedback_specs(stack, redis_url, redis_spec), gateway]
