@@ -9,6 +9,7 @@ Edge runs no background optimizer: points land in plain (exact-search) segments 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import logging
 import shutil
@@ -16,7 +17,7 @@ import threading
 import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import qdrant_edge as edge
 
@@ -66,6 +67,7 @@ class EdgeIndex(VectorIndex):
     def __init__(self, root: Path) -> None:
         self.root = root
         self.root.mkdir(parents=True, exist_ok=True)
+        self._owner = _lock_directory(root)
         self._shards: dict[str, edge.EdgeShard] = {}
         self._lock = threading.RLock()
 
@@ -204,6 +206,21 @@ class EdgeIndex(VectorIndex):
                     shard.flush()
                     shard.close()
                 self._shards.pop(name, None)
+            self._owner.close()  # releases the directory lock
+
+
+def _lock_directory(root: Path) -> IO[bytes]:
+    """One process per index directory: Edge shards are not meant to be shared."""
+    handle = (root / ".lock").open("a+b")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise IndexUnavailable(
+            f"the index at {root} is in use by another process (a running retrieval service?); "
+            "stop it or ingest through the service"
+        ) from None
+    return handle
 
 
 def _dense_size(directory: Path) -> int | None:

@@ -1,0 +1,148 @@
+"""``openchatkit ingest``, ``openchatkit eval retrieval`` and ``openchatkit bench retrieval``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from openchatkit.apps import app, bench_app, eval_app
+from retrieval_server.bulk_ingest import IngestReport, LocalIngest, RemoteIngest, report_json
+from retrieval_server.config import RetrievalSettings
+from retrieval_server.documents import IngestOutcome
+from retrieval_server.index import IndexError_
+from retrieval_server.loaders import iter_paths
+
+console = Console(stderr=True)
+
+
+@app.command("ingest")
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="Files and folders (.txt .md .html .pdf .jsonl .parquet).")],
+    url: Annotated[str, typer.Option(help="The retrieval service.")] = "http://127.0.0.1:8003",
+    collection: Annotated[str | None, typer.Option(help="Collection (default: the service's).")] = None,
+    local: Annotated[bool, typer.Option("--local", help="Write the embedded index directly (the service must be stopped).")] = False,
+    data_dir: Annotated[Path | None, typer.Option(help="--local: the stack's data directory (default RETRIEVAL_DATA_DIR).")] = None,
+    optimize: Annotated[bool, typer.Option("--optimize", help="--local: build HNSW indexes afterwards (large corpora).")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="One line per document and per written batch.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
+) -> None:
+    """Ingest documents; unchanged ones are skipped, changed ones replaced."""
+    try:
+        files = list(iter_paths(paths))
+    except FileNotFoundError as exc:
+        raise typer.BadParameter(str(exc), param_hint="PATHS") from None
+    if not files:
+        console.print("[yellow]nothing to ingest[/yellow]")
+        raise typer.Exit(0)
+    settings = RetrievalSettings(**({"data_dir": data_dir} if data_dir else {}))
+    report = IngestReport()
+    with Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[status]}"), TimeElapsedColumn(), console=console,
+                  disable=verbose or not console.is_terminal) as progress:
+        task = progress.add_task("files", total=len(files), status="")
+
+        def on_chunks(count: int) -> None:
+            if verbose:
+                print(f"written {count} chunks", flush=True)
+
+        def on_document(outcome: IngestOutcome) -> None:
+            progress.update(task, status=f"{report.created + report.updated} new/changed, {report.unchanged} unchanged, {report.chunks} chunks")
+            if verbose:
+                print(f"{outcome.status} {outcome.document_id} {outcome.chunks} chunks {outcome.source}", flush=True)
+
+        def on_file(path: Path, error: str | None) -> None:
+            progress.advance(task)
+            if error:
+                console.print(f"[red]failed[/red] {path}: {error}")
+
+        try:
+            if local:
+                run_local(files, settings, collection, optimize, report, on_chunks, on_document, on_file)
+            else:
+                remote = RemoteIngest(url, collection, settings)
+                try:
+                    remote.run(files, report, on_chunks, on_document, on_file)
+                finally:
+                    remote.close()
+        except IndexError_ as exc:
+            console.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(1) from None
+    if as_json:
+        print(report_json(report))
+    else:
+        console.print(f"{report.created} created, {report.updated} updated, {report.unchanged} unchanged, "
+                      f"{report.chunks} chunks written, {len(report.failures)} failed")
+    raise typer.Exit(1 if report.failures else 0)
+
+
+def run_local(files: list[Path], settings: RetrievalSettings, collection: str | None, optimize: bool,
+              report: IngestReport, on_chunks, on_document, on_file) -> None:  # type: ignore[no-untyped-def]
+    from retrieval_server.app import build_store, load_embedder
+
+    store = build_store(settings, load_embedder(settings))
+    name = collection or settings.collection
+    try:
+        LocalIngest(store, name, settings).run(files, report, on_chunks, on_document, on_file)
+        if optimize:
+            console.print("building search indexes (blocks until done)…")
+            store.index.optimize(name)
+    finally:
+        store.index.close()
+
+
+@eval_app.command("retrieval")
+def eval_retrieval(
+    docs: Annotated[Path, typer.Option(help="Folder of documents to ingest into a fresh collection.")],
+    questions: Annotated[Path, typer.Option(help='JSONL of {"question", "doc", "answer"}.')],
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object with the metrics.")] = False,
+    engine: Annotated[str, typer.Option(help="Embedded engine: edge or qdrant-client.")] = "edge",
+) -> None:
+    """Recall@1, recall@5, MRR and answer-in-context of hybrid search on a question set."""
+    from retrieval_server.evaluation import EvalError, evaluate, load_questions
+
+    try:
+        items = load_questions(questions)
+        result = evaluate(docs, items, engine=engine)
+    except EvalError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    if as_json:
+        print(json.dumps(result.metrics()))
+        return
+    console.print(f"{len(items)} questions over {result.documents} documents ({result.chunks} chunks)")
+    for name, value in result.metrics().items():
+        console.print(f"  {name:18} {value:.3f}")
+    for miss in result.misses:
+        console.print(f"  [yellow]miss[/yellow] {miss}")
+
+
+@bench_app.command("retrieval")
+def bench_retrieval(
+    sizes: Annotated[str, typer.Option(help="Collection sizes in chunks, comma separated.")] = "1000,10000,100000",
+    queries: Annotated[int, typer.Option(help="Searches timed per size.")] = 200,
+    ingest_chunks: Annotated[int, typer.Option(help="Chunks for the ingest throughput run.")] = 2000,
+    engines: Annotated[str, typer.Option(help="edge and/or qdrant-client.")] = "edge,qdrant-client",
+    slow_engine_queries: Annotated[int, typer.Option(help="Searches timed on qdrant-client's exact Python engine.")] = 20,
+    optimize: Annotated[bool, typer.Option("--optimize/--no-optimize", help="Also time Edge with HNSW built at the largest size.")] = True,
+    out: Annotated[Path, typer.Option(help="Results folder.")] = Path("benchmarks/results"),
+) -> None:
+    """Ingest chunks/s, and search latency p50/p95 at several collection sizes (synthetic corpus)."""
+    from openchatkit.bench.retrieval import run_benchmark
+
+    try:
+        size_list = sorted({int(s) for s in sizes.split(",") if s.strip()})
+    except ValueError:
+        raise typer.BadParameter("sizes must be integers", param_hint="--sizes") from None
+    engine_list = [e.strip() for e in engines.split(",") if e.strip()]
+    for engine in engine_list:
+        if engine not in ("edge", "qdrant-client"):
+            raise typer.BadParameter(f"unknown engine {engine}", param_hint="--engines")
+    path = run_benchmark(size_list, queries, ingest_chunks, engine_list, slow_engine_queries, optimize, out, console)
+    console.print(f"wrote {path} and {path.with_suffix('.png')}")
+    sys.stdout.flush()
