@@ -46,29 +46,25 @@ class ModelProfile(BaseModel):
         return {renamed.get(k, k): v for k, v in self.sampling_defaults.items()}
 
 
+def openchatkit_chat_profile(name: str, source: str) -> ModelProfile:
+    """GPT-NeoXT-Chat-Base-20B and Pythia-Chat-Base-7B share format, window and defaults."""
+    return ModelProfile(
+        name=name,
+        source=source,
+        device="cuda",
+        dtype="float16",
+        max_model_len=2048,
+        chat_template="openchatkit.jinja",
+        stop=OPENCHATKIT_STOP,
+        sampling_defaults=OPENCHATKIT_SAMPLING,
+    )
+
+
 PROFILES: dict[str, ModelProfile] = {
     profile.name: profile
     for profile in (
-        ModelProfile(
-            name="gpt-neoxt-chat-base-20b",
-            source="togethercomputer/GPT-NeoXT-Chat-Base-20B",
-            device="cuda",
-            dtype="float16",
-            max_model_len=2048,
-            chat_template="openchatkit.jinja",
-            stop=OPENCHATKIT_STOP,
-            sampling_defaults=OPENCHATKIT_SAMPLING,
-        ),
-        ModelProfile(
-            name="pythia-chat-base-7b",
-            source="togethercomputer/Pythia-Chat-Base-7B",
-            device="cuda",
-            dtype="float16",
-            max_model_len=2048,
-            chat_template="openchatkit.jinja",
-            stop=OPENCHATKIT_STOP,
-            sampling_defaults=OPENCHATKIT_SAMPLING,
-        ),
+        openchatkit_chat_profile("gpt-neoxt-chat-base-20b", "togethercomputer/GPT-NeoXT-Chat-Base-20B"),
+        openchatkit_chat_profile("pythia-chat-base-7b", "togethercomputer/Pythia-Chat-Base-7B"),
         ModelProfile(
             name="gpt-jt-moderation-6b",
             source="togethercomputer/GPT-JT-Moderation-6B",
