@@ -24,12 +24,16 @@ async def read_feedback(request: Request) -> FeedbackRequest:
         raise describe_validation_errors(exc.errors(include_url=False)) from None
 
 
-@router.post("/v1/feedback", status_code=202)
 async def create_feedback(request: Request) -> JSONResponse:
     key = check_idempotency_key(request.headers.get("idempotency-key"))
     body, replayed = await request.app.state.feedback.submit(await read_feedback(request), key)
     headers = {"Idempotent-Replayed": "true"} if replayed else None
     return JSONResponse(body, status_code=202, headers=headers)
+
+
+# The hot path is a plain Starlette route: it takes only the request, so FastAPI's
+# dependency solving per call buys nothing (about a tenth of the API's CPU per event).
+router.add_route("/v1/feedback", create_feedback, methods=["POST"])
 
 
 @router.get("/v1/feedback/stats")

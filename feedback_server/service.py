@@ -89,7 +89,7 @@ class FeedbackService:
             comment=request.comment,
             created_at=time.time(),
         )
-        fingerprint = hashlib.sha256(request.model_dump_json().encode()).hexdigest()[:32]
+        fingerprint = hashlib.sha256(request.model_dump_json().encode()).hexdigest()[:32] if idempotency_key else ""
         try:
             result = await self.queue.enqueue(event, idempotency_key, fingerprint)
         except redis.RedisError as exc:

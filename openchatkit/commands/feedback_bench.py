@@ -90,7 +90,27 @@ def _load_process(port: int, connections: int, warmup_s: float, duration_s: floa
     queue.put(result)
 
 
-def measure(port: int, concurrency: int, warmup_s: float, duration_s: float, load_processes: int) -> dict[str, Any]:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its children (uvicorn workers), from /proc."""
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    pids = [pid]
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        pids += [int(c) for c in children]
+    except OSError:
+        pass
+    for one in pids:
+        try:
+            fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
+
+
+def measure(port: int, concurrency: int, warmup_s: float, duration_s: float, load_processes: int,
+            watched: dict[str, int] | None = None) -> dict[str, Any]:
     processes = max(1, min(load_processes, concurrency))
     shares = [concurrency // processes + (1 if i < concurrency % processes else 0) for i in range(processes)]
     ctx = multiprocessing.get_context("spawn")
@@ -98,6 +118,11 @@ def measure(port: int, concurrency: int, warmup_s: float, duration_s: float, loa
     procs = [ctx.Process(target=_load_process, args=(port, n, warmup_s, duration_s, queue)) for n in shares]
     for proc in procs:
         proc.start()
+    time.sleep(warmup_s)
+    before = {name: cpu_seconds(pid) for name, pid in (watched or {}).items()}
+    load_before = os.getloadavg()[0]
+    time.sleep(duration_s)
+    used = {name: cpu_seconds(pid) - before[name] for name, pid in (watched or {}).items()}
     results = [queue.get(timeout=warmup_s + duration_s + 120) for _ in procs]
     for proc in procs:
         proc.join()
@@ -121,6 +146,9 @@ def measure(port: int, concurrency: int, warmup_s: float, duration_s: float, loa
         "p99_ms": pct(0.99),
         "max_ms": round(latencies[-1] * 1000, 3) if latencies else 0.0,
         "load_generator_cpu_s": round(sum(r["cpu_s"] for r in results), 2),
+        "cpu_s": {name: round(seconds, 2) for name, seconds in used.items()},
+        "api_cpu_us_per_event": round(used.get("api", 0.0) / accepted * 1e6, 1) if accepted else None,
+        "machine_load_1m": load_before,
     }
 
 
@@ -201,11 +229,13 @@ def bench_feedback(
         _wait_http(f"http://127.0.0.1:{api_port}/ready", api)
         runs = []
         for level in levels:
-            result = measure(api_port, level, warmup_s, duration_s, load_processes)
+            result = measure(api_port, level, warmup_s, duration_s, load_processes,
+                             {"api": api.pid, "redis": redis_proc.pid})
             runs.append(result)
             console.print(
                 f"concurrency {level:3d}: {result['events_per_s']:8.1f} events/s  p50 {result['p50_ms']:.2f} ms  "
-                f"p99 {result['p99_ms']:.2f} ms  (other statuses: {result['other_statuses'] or 'none'})"
+                f"p99 {result['p99_ms']:.2f} ms  API {result['api_cpu_us_per_event']} CPU-us/event  "
+                f"load {result['machine_load_1m']:.1f}  (other statuses: {result['other_statuses'] or 'none'})"
             )
         api.terminate()
         api.wait(timeout=30)
