@@ -66,7 +66,9 @@ def build_app(settings: FeedbackSettings | None = None) -> FastAPI:
     async def store_ready() -> bool:
         return gate.store is not None and await gate.store.ping()
 
-    app = create_service_app("feedback", lifespan=lifespan, readiness_checks={"redis": redis_ready, "store": store_ready})
+    app = create_service_app(
+        "feedback", lifespan=lifespan, readiness_checks={"redis": redis_ready, "store": store_ready}
+    )
     app.include_router(router)
     return app
 

@@ -35,7 +35,9 @@ class FeedbackSettings(ServiceSettings):
     max_text_chars: int = Field(default=16_000, ge=1, description="Longest ideal_response or comment accepted.")
     max_request_bytes: int = Field(default=256 * 1024, ge=1024)
     idempotency_ttl_s: int = Field(default=24 * 3600, ge=60, description="How long an Idempotency-Key is remembered.")
-    status_ttl_s: int = Field(default=24 * 3600, ge=60, description="How long a queued feedback id can be looked up in Redis.")
+    status_ttl_s: int = Field(
+        default=24 * 3600, ge=60, description="How long a queued feedback id can be looked up in Redis."
+    )
     access_log: bool = Field(default=True, description="One log line per request (off for benchmarks).")
     workers: int = Field(default=1, ge=1, le=32, description="uvicorn worker processes for the API.")
 

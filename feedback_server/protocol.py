@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import enum
 import uuid
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 

@@ -8,15 +8,16 @@ the client CPU of one EVALSHA each, and every caller still gets its own reply.""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as redis
-from redis.exceptions import NoScriptError
-from redis.backoff import ExponentialBackoff
 from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import NoScriptError
 
 from feedback_server.protocol import EVENT_DATA, FeedbackEvent
 
@@ -161,10 +162,8 @@ class FeedbackQueue:
             pipe.xlen(dead_letters)
             length, dead = await pipe.execute()
         pending = 0
-        try:
+        with contextlib.suppress(redis.ResponseError):  # no group yet: no worker has started
             pending = int((await self._redis.xpending(self.stream, group))["pending"])
-        except redis.ResponseError:  # no group yet: no worker has started
-            pass
         return {"stream_length": int(length), "pending": pending, "dead_letters": int(dead)}
 
     async def ping(self) -> bool:

@@ -90,9 +90,7 @@ class ConsumerGroup:
             for entry_id in ids:
                 pipe.xpending_range(self.stream, self.group, min=entry_id, max=entry_id, count=1)
             replies = await pipe.execute()
-        return {
-            reply[0]["message_id"].decode(): int(reply[0]["times_delivered"]) for reply in replies if reply
-        }
+        return {reply[0]["message_id"].decode(): int(reply[0]["times_delivered"]) for reply in replies if reply}
 
     async def keep_claimed(self, ids: list[str]) -> None:
         """Reset the idle time of entries we are still working on, so nobody reclaims them
@@ -107,14 +105,16 @@ class ConsumerGroup:
     async def dead_letter(self, entry: Entry, error: str) -> None:
         """Copy the entry with its error to the dead-letter stream and ack it, atomically."""
         fields: dict[bytes | str, bytes | str | int | float] = dict(entry.fields or {})
-        fields.update({
-            "source_stream": self.stream,
-            "source_id": entry.id,
-            "error": error[:2000],
-            "deliveries": entry.deliveries,
-            "consumer": self.consumer,
-            "failed_at": time.time(),
-        })
+        fields.update(
+            {
+                "source_stream": self.stream,
+                "source_id": entry.id,
+                "error": error[:2000],
+                "deliveries": entry.deliveries,
+                "consumer": self.consumer,
+                "failed_at": time.time(),
+            }
+        )
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.xadd(self.dead_letters, fields)
             pipe.xack(self.stream, self.group, entry.id)

@@ -168,10 +168,8 @@ class FeedbackWorker:
                 delay = min(delay * 2, self.settings.retry_max_s)
 
     async def _sleep(self, seconds: float) -> None:
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.stop.wait(), timeout=seconds)
-        except TimeoutError:
-            pass
 
 
 async def open_store(settings: FeedbackSettings, stop: asyncio.Event) -> FeedbackStore | None:

@@ -16,10 +16,10 @@ import time
 from typing import Any
 
 import redis.asyncio as redis
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
 from prometheus_client import Counter, Gauge
 from pydantic import BaseModel, Field
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 
 from gateway.pipeline import ChatHook, ChatTurn
 from services.turn_events import DEFAULT_EVENTS_STREAM, TurnEvent, turn_fields
@@ -41,7 +41,9 @@ class FeedbackCaptureSettings(BaseModel):
     enabled: bool = True
     redis_url: str = "redis://127.0.0.1:6379/0"
     stream: str = DEFAULT_EVENTS_STREAM
-    service_url: str = Field(default="http://127.0.0.1:8004", description="The feedback service /v1/feedback is proxied to.")
+    service_url: str = Field(
+        default="http://127.0.0.1:8004", description="The feedback service /v1/feedback is proxied to."
+    )
     queue_size: int = Field(default=10_000, ge=1, description="Turns held in memory while Redis is slow or away.")
     batch_size: int = Field(default=128, ge=1, description="Turns published in one pipelined round trip.")
     redis_timeout_s: float = Field(default=1.0, gt=0)
@@ -141,12 +143,15 @@ class TurnRecorderHook(ChatHook):
             self._drops.drop("redis_error", failed, str(next(r for r in results if isinstance(r, Exception))))
         TURNS_PUBLISHED.inc(len(entries) - failed)
 
+    async def _drained(self) -> None:
+        while not self.queue.empty() and not self._publisher.done():  # type: ignore[union-attr]  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+
     async def aclose(self, flush_timeout_s: float = 5.0) -> None:
         """Publish what is still queued (briefly), then stop."""
         if self._publisher is not None:
-            deadline = time.monotonic() + flush_timeout_s
-            while not self.queue.empty() and time.monotonic() < deadline and not self._publisher.done():
-                await asyncio.sleep(0.05)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._drained(), timeout=flush_timeout_s)
             self._publisher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._publisher

@@ -50,5 +50,3 @@ async def feedback_stats(request: Request) -> Response:
 @router.get("/v1/feedback/{feedback_id}")
 async def get_feedback(feedback_id: str, request: Request) -> Response:
     return await _proxy(request, "GET", f"/v1/feedback/{quote(feedback_id, safe='')}")
-
-

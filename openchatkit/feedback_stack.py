@@ -45,7 +45,9 @@ def feedback_specs(stack: Stack, redis_url: str, redis_spec: ServiceSpec | None)
         name="feedback", argv=python_module("feedback_server"), env=env,
         ready_url=stack.url(stack.feedback_port) + "/ready", after=after,
     ))  # fmt: skip
-    specs.append(ServiceSpec(name="fb-worker", argv=python_module("feedback_server.worker"), env=env, after=["feedback"]))
+    specs.append(
+        ServiceSpec(name="fb-worker", argv=python_module("feedback_server.worker"), env=env, after=["feedback"])
+    )
     return specs
 
 

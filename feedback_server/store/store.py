@@ -168,7 +168,9 @@ class FeedbackStore:
         reports = [feedback_row(e) for e in events if isinstance(e, FeedbackEvent)]
         async with self.engine.begin() as connection:
             if turns:
-                await connection.execute(self._insert(Turn).on_conflict_do_nothing(index_elements=["response_id"]), turns)
+                await connection.execute(
+                    self._insert(Turn).on_conflict_do_nothing(index_elements=["response_id"]), turns
+                )
             if reports:
                 await connection.execute(self._insert(Feedback).on_conflict_do_nothing(index_elements=["id"]), reports)
 

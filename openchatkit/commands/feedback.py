@@ -72,22 +72,34 @@ def print_summary(summary: ExportSummary, output: str) -> None:
 @feedback_app.command("export")
 def export(
     output: Annotated[str, typer.Option("--output", "-o", help="JSONL file to write ('-' for stdout).")],
-    format: Annotated[ExportFormat, typer.Option("--format", "-f", help="ock, preference or messages.")] = ExportFormat.OCK,
+    format: Annotated[
+        ExportFormat, typer.Option("--format", "-f", help="ock, preference or messages.")
+    ] = ExportFormat.OCK,
     since: Annotated[str | None, typer.Option(help="Feedback given on or after this ISO date/time (UTC).")] = None,
-    until: Annotated[str | None, typer.Option(help="Feedback given up to this ISO date (inclusive) or before this date-time.")] = None,
+    until: Annotated[
+        str | None, typer.Option(help="Feedback given up to this ISO date (inclusive) or before this date-time.")
+    ] = None,
     model: Annotated[str | None, typer.Option(help="Only turns answered by this model.")] = None,
-    min_quality: Annotated[MinQuality, typer.Option(help="up: ideal responses and clean up-votes; ideal: ideal responses only.")] = MinQuality.UP,
+    min_quality: Annotated[
+        MinQuality, typer.Option(help="up: ideal responses and clean up-votes; ideal: ideal responses only.")
+    ] = MinQuality.UP,
     include_harmful: Annotated[bool, typer.Option(help="Keep feedback flagged harmful (dropped by default).")] = False,
     redact_pii: Annotated[bool, typer.Option(help="Replace emails and phone numbers with [EMAIL]/[PHONE].")] = True,
     dedup: Annotated[bool, typer.Option(help="Write each distinct record once.")] = True,
-    database_url: Annotated[str | None, typer.Option(help="The store (default: FEEDBACK_DATABASE_URL or the local SQLite file).")] = None,
+    database_url: Annotated[
+        str | None, typer.Option(help="The store (default: FEEDBACK_DATABASE_URL or the local SQLite file).")
+    ] = None,
 ) -> None:
     """Export stored feedback (joined with the turns it rates) as fine-tuning data."""
     where = ExportFilter(
-        since=parse_when(since, end_of_day=False), until=parse_when(until, end_of_day=True), model=model,
+        since=parse_when(since, end_of_day=False),
+        until=parse_when(until, end_of_day=True),
+        model=model,
         include_harmful=True,  # harmful rows are dropped (and counted) by the exporter
     )
-    options = ExportOptions(format=format, min_quality=min_quality, include_harmful=include_harmful, redact=redact_pii, dedup=dedup)
+    options = ExportOptions(
+        format=format, min_quality=min_quality, include_harmful=include_harmful, redact=redact_pii, dedup=dedup
+    )
     url = database_url or FeedbackSettings().database_url
     with contextlib.ExitStack() as stack:
         if output == "-":

@@ -109,8 +109,14 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
-def measure(port: int, concurrency: int, warmup_s: float, duration_s: float, load_processes: int,
-            watched: dict[str, int] | None = None) -> dict[str, Any]:
+def measure(
+    port: int,
+    concurrency: int,
+    warmup_s: float,
+    duration_s: float,
+    load_processes: int,
+    watched: dict[str, int] | None = None,
+) -> dict[str, Any]:
     processes = max(1, min(load_processes, concurrency))
     shares = [concurrency // processes + (1 if i < concurrency % processes else 0) for i in range(processes)]
     ctx = multiprocessing.get_context("spawn")
@@ -172,7 +178,9 @@ def drain(env: dict[str, str], client: redis.Redis, stream: str, group: str, wor
     started = time.perf_counter()
     with log.open("ab") as sink:
         procs = [
-            subprocess.Popen([sys.executable, "-m", "feedback_server.worker"], env=env, stdout=sink, stderr=subprocess.STDOUT)
+            subprocess.Popen(
+                [sys.executable, "-m", "feedback_server.worker"], env=env, stdout=sink, stderr=subprocess.STDOUT
+            )
             for _ in range(workers)
         ]
     try:
@@ -188,8 +196,12 @@ def drain(env: dict[str, str], client: redis.Redis, stream: str, group: str, wor
             proc.terminate()
         for proc in procs:
             proc.wait(timeout=30)
-    return {"workers": workers, "events": total, "seconds_incl_start": round(elapsed, 2),
-            "events_per_s": round(total / elapsed, 1)}
+    return {
+        "workers": workers,
+        "events": total,
+        "seconds_incl_start": round(elapsed, 2),
+        "events_per_s": round(total / elapsed, 1),
+    }
 
 
 @bench_app.command("feedback")
@@ -197,11 +209,17 @@ def bench_feedback(
     concurrency: Annotated[list[int] | None, typer.Option(help="Concurrent connections (repeat).")] = None,
     duration_s: Annotated[float, typer.Option(help="Seconds measured per concurrency.")] = 5.0,
     warmup_s: Annotated[float, typer.Option(help="Seconds of load before measuring.")] = 1.0,
-    api_workers: Annotated[int, typer.Option(help="uvicorn worker processes of the feedback API.")] = 1,
+    api_workers: Annotated[
+        int, typer.Option(help="uvicorn worker processes of the feedback API (FEEDBACK_WORKERS).")
+    ] = 2,
     load_processes: Annotated[int, typer.Option(help="Processes generating the load.")] = 1,
     drain_workers: Annotated[list[int] | None, typer.Option(help="Worker counts for the drain test (repeat).")] = None,
-    database_url: Annotated[str | None, typer.Option(help="Store for the drain test (default: a fresh SQLite file).")] = None,
-    appendfsync: Annotated[str, typer.Option(help="Redis AOF fsync policy: always (what the stack runs), everysec or no.")] = "always",
+    database_url: Annotated[
+        str | None, typer.Option(help="Store for the drain test (default: a fresh SQLite file).")
+    ] = None,
+    appendfsync: Annotated[
+        str, typer.Option(help="Redis AOF fsync policy: always (what the stack runs), everysec or no.")
+    ] = "always",
     output: Annotated[Path | None, typer.Option(help="JSON result path.")] = None,
 ) -> None:
     """Accept rate and latency of POST /v1/feedback, and the worker drain rate."""
@@ -222,15 +240,20 @@ def bench_feedback(
     }
     log = workdir / "services.log"
     with log.open("ab") as sink:
-        redis_proc = subprocess.Popen(redis_server_argv(redis_port, workdir / "redis", appendfsync), stdout=sink, stderr=subprocess.STDOUT)
-        api = subprocess.Popen([sys.executable, "-m", "feedback_server"], env=env, stdout=sink, stderr=subprocess.STDOUT)
+        redis_proc = subprocess.Popen(
+            redis_server_argv(redis_port, workdir / "redis", appendfsync), stdout=sink, stderr=subprocess.STDOUT
+        )
+        api = subprocess.Popen(
+            [sys.executable, "-m", "feedback_server"], env=env, stdout=sink, stderr=subprocess.STDOUT
+        )
     client = redis.Redis(port=redis_port)
     try:
         _wait_http(f"http://127.0.0.1:{api_port}/ready", api)
         runs = []
         for level in levels:
-            result = measure(api_port, level, warmup_s, duration_s, load_processes,
-                             {"api": api.pid, "redis": redis_proc.pid})
+            result = measure(
+                api_port, level, warmup_s, duration_s, load_processes, {"api": api.pid, "redis": redis_proc.pid}
+            )
             runs.append(result)
             console.print(
                 f"concurrency {level:3d}: {result['events_per_s']:8.1f} events/s  p50 {result['p50_ms']:.2f} ms  "
@@ -249,10 +272,19 @@ def bench_feedback(
         report = {
             "benchmark": "feedback",
             "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "machine": {"cpus": os.cpu_count(), "load_avg_before": os.getloadavg(), "python": platform.python_version()},
-            "settings": {"duration_s": duration_s, "warmup_s": warmup_s, "api_workers": api_workers,
-                         "load_processes": load_processes, "redis_appendfsync": appendfsync,
-                         "store": "sqlite" if database_url is None else database_url.split(":")[0]},
+            "machine": {
+                "cpus": os.cpu_count(),
+                "load_avg_before": os.getloadavg(),
+                "python": platform.python_version(),
+            },
+            "settings": {
+                "duration_s": duration_s,
+                "warmup_s": warmup_s,
+                "api_workers": api_workers,
+                "load_processes": load_processes,
+                "redis_appendfsync": appendfsync,
+                "store": "sqlite" if database_url is None else database_url.split(":")[0],
+            },
             "accept": runs,
             "best_events_per_s": max(r["events_per_s"] for r in runs),
             "drain": drains,
@@ -287,8 +319,9 @@ def _refill(client: redis.Redis, stream: str, count: int) -> None:
 
     pipe = client.pipeline(transaction=False)
     for i in range(count):
-        event = FeedbackEvent(id=new_feedback_id(), response_id=f"chatcmpl-bench{i:06d}", rating="up",
-                              created_at=time.time())
+        event = FeedbackEvent(
+            id=new_feedback_id(), response_id=f"chatcmpl-bench{i:06d}", rating="up", created_at=time.time()
+        )
         pipe.xadd(stream, {"kind": "feedback", "id": event.id, "data": event.model_dump_json()})
         if i % 1000 == 999:
             pipe.execute()
@@ -314,8 +347,10 @@ def _plot(report: dict[str, Any], path: Path) -> None:
     right.plot(x, [r["p50_ms"] for r in runs], "^--", color="tab:orange", label="p50 ms")
     right.axhline(report["goal"]["p99_ms"], color="tab:red", linestyle=":", linewidth=1)
     right.set_ylabel("latency (ms)", color="tab:red")
-    fig.legend(loc="upper left")
-    left.set_title(f"POST /v1/feedback, {report['machine']['cpus']} CPUs, {report['settings']['api_workers']} API worker(s)")
+    fig.legend(loc="center right", fontsize=8)
+    left.set_title(
+        f"POST /v1/feedback, {report['machine']['cpus']} CPUs, {report['settings']['api_workers']} API worker(s)"
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

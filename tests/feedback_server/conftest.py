@@ -97,5 +97,3 @@ def processes() -> Iterator[list[ServiceProcess]]:
     yield started
     for process in started:
         process.stop()
-
-

@@ -45,12 +45,19 @@ def entries_for(client: redis.Redis, stream: str, response_id: str) -> list[dict
 def test_accepted_feedback_is_in_the_stream(api: tuple[str, str], shared_redis: redis.Redis) -> None:
     url, stream = api
     response_id = f"chatcmpl-{uuid.uuid4().hex}"
-    body = {"response_id": response_id, "rating": "down", "flags": ["factually_incorrect", "not_helpful"],
-            "ideal_response": "Paris.", "comment": "it said Lyon"}
+    body = {
+        "response_id": response_id,
+        "rating": "down",
+        "flags": ["factually_incorrect", "not_helpful"],
+        "ideal_response": "Paris.",
+        "comment": "it said Lyon",
+    }
     answer = httpx.post(url + "/v1/feedback", json=body)
     assert answer.status_code == 202
     accepted = answer.json()
-    assert accepted["id"].startswith("fb-") and accepted["status"] == "queued" and accepted["response_id"] == response_id
+    assert (
+        accepted["id"].startswith("fb-") and accepted["status"] == "queued" and accepted["response_id"] == response_id
+    )
     [queued] = entries_for(shared_redis, stream, response_id)
     assert queued["id"] == accepted["id"]
     assert queued["flags"] == ["factually_incorrect", "not_helpful"] and queued["ideal_response"] == "Paris."
@@ -125,7 +132,9 @@ def test_stats_counts_the_queue(api: tuple[str, str]) -> None:
     assert body["stored"]["feedback"] == 0  # no worker runs in this module
 
 
-def test_redis_down_answers_503_never_202(private_redis: PrivateRedis, tmp_path: Path, processes: list[ServiceProcess]) -> None:
+def test_redis_down_answers_503_never_202(
+    private_redis: PrivateRedis, tmp_path: Path, processes: list[ServiceProcess]
+) -> None:
     stream = unique("test:feedback-down")
     env = feedback_env(private_redis.url, stream, f"sqlite+aiosqlite:///{tmp_path / 'f.db'}")
     process, url = start_feedback_api(env, tmp_path)

@@ -83,7 +83,8 @@ def test_ock_format(filled_store: str, tmp_path: Path) -> None:
         {"text": "You are a helpful assistant.\n\n<human>: Email me at [EMAIL] or call [PHONE].\n"
                  "<bot>: I cannot email [EMAIL]; call [PHONE] yourself.\n"},
         {"text": "You are a helpful assistant.\n\n<human>: What is the capital of France?\n<bot>: Paris.\n"},
-        {"text": "You are a helpful assistant.\n\n<human>: Who wrote Hamlet?\n<bot>: William Shakespeare wrote Hamlet.\n"},
+        {"text": "You are a helpful assistant.\n\n<human>: Who wrote Hamlet?\n"
+                 "<bot>: William Shakespeare wrote Hamlet.\n"},
     ]  # fmt: skip
     for reason in ("harmful", "duplicate", "not up voted", "turn not recorded", "no answer"):
         assert f"skipped: {reason}" in summary

@@ -76,7 +76,11 @@ def wait_stored(ids: Callable[[], list[str]], expected: list[str], timeout: floa
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
 def test_workers_store_every_event_and_trim_the_stream(
-    kind: str, request: pytest.FixtureRequest, shared_redis: redis.Redis, stream: str, tmp_path: Path,
+    kind: str,
+    request: pytest.FixtureRequest,
+    shared_redis: redis.Redis,
+    stream: str,
+    tmp_path: Path,
     processes: list[ServiceProcess],
 ) -> None:
     if kind == "sqlite":
@@ -122,7 +126,11 @@ def test_trim_keeps_what_another_group_has_not_acknowledged(
 
 
 def test_kill_9_in_the_middle_of_a_batch(
-    pg_database: PostgresDatabase, redis_url: str, shared_redis: redis.Redis, stream: str, tmp_path: Path,
+    pg_database: PostgresDatabase,
+    redis_url: str,
+    shared_redis: redis.Redis,
+    stream: str,
+    tmp_path: Path,
     processes: list[ServiceProcess],
 ) -> None:
     env = feedback_env(redis_url, stream, pg_database.async_url, FEEDBACK_CONSUMER="doomed")
@@ -162,7 +170,11 @@ def test_repeated_kill_9_stores_everything_exactly_once(
         worker = start_worker(env, tmp_path, f"victim{round_}")
         processes.append(worker)
         target = threshold + rng.randrange(0, 100)
-        wait_until(lambda: len(stored_ids_sqlite(db_path)) >= target, 60, f"{target} stored events", interval=0.005)
+
+        def reached(target: int = target) -> bool:
+            return len(stored_ids_sqlite(db_path)) >= target
+
+        wait_until(reached, 60, f"{target} stored events", interval=0.005)
         worker.signal(signal.SIGKILL)
         worker.process.wait(timeout=10)  # type: ignore[union-attr]
     assert len(stored_ids_sqlite(db_path)) < 1500, "the kills should have landed before the end"
@@ -193,7 +205,11 @@ def test_redis_restarted_with_aof(private_redis: PrivateRedis, tmp_path: Path, p
 
 
 def test_store_unavailable_for_a_while(
-    pg_database: PostgresDatabase, redis_url: str, shared_redis: redis.Redis, stream: str, tmp_path: Path,
+    pg_database: PostgresDatabase,
+    redis_url: str,
+    shared_redis: redis.Redis,
+    stream: str,
+    tmp_path: Path,
     processes: list[ServiceProcess],
 ) -> None:
     env = feedback_env(redis_url, stream, pg_database.async_url, FEEDBACK_MAX_DELIVERIES="2")
@@ -218,7 +234,11 @@ def test_store_unavailable_for_a_while(
 
 
 def test_poison_lands_in_the_dead_letter_stream(
-    pg_database: PostgresDatabase, redis_url: str, shared_redis: redis.Redis, stream: str, tmp_path: Path,
+    pg_database: PostgresDatabase,
+    redis_url: str,
+    shared_redis: redis.Redis,
+    stream: str,
+    tmp_path: Path,
     processes: list[ServiceProcess],
 ) -> None:
     env = feedback_env(redis_url, stream, pg_database.async_url, FEEDBACK_MAX_DELIVERIES="3")
@@ -263,7 +283,8 @@ def _has_table(database: PostgresDatabase) -> bool:
 def _waiting_inserts(database: PostgresDatabase) -> int:
     with database.connect() as connection:
         row = connection.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND wait_event_type = 'Lock' AND query ILIKE 'INSERT%%'",
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = %s AND wait_event_type = 'Lock' AND query ILIKE 'INSERT%%'",
             (database.name,),
         ).fetchone()
     return int(row[0])

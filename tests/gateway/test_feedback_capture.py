@@ -108,7 +108,8 @@ def test_chat_feedback_worker_store_export(
     stored = client.get(f"/feedback/{up.json()['id']}", cast_to=httpx.Response).json()
     assert stored["status"] == "stored" and stored["rating"] == "up" and stored["response_id"] == answer.id
     [(messages, answer_text, prompt_tokens, latency, streamed)] = sqlite_rows(
-        db_path, f"SELECT messages, answer, prompt_tokens, latency_ms, stream FROM turns WHERE response_id = '{answer.id}'"
+        db_path,
+        f"SELECT messages, answer, prompt_tokens, latency_ms, stream FROM turns WHERE response_id = '{answer.id}'",
     )
     assert json.loads(str(messages))[-1] == {"role": "user", "content": question}
     assert answer_text == text and int(prompt_tokens) > 0 and float(latency) > 0 and not streamed  # type: ignore[arg-type]
@@ -128,7 +129,8 @@ def test_chat_feedback_worker_store_export(
     ]
     pairs = tmp_path / "pref.jsonl"
     result = CliRunner().invoke(
-        app, ["feedback", "export", "--database-url", url, "-o", str(pairs), "--format", "preference", "--no-redact-pii"]
+        app,
+        ["feedback", "export", "--database-url", url, "-o", str(pairs), "--format", "preference", "--no-redact-pii"],
     )
     assert result.exit_code == 0, result.output
     assert [json.loads(line) for line in pairs.read_text().splitlines()] == [
@@ -193,5 +195,3 @@ async def test_a_full_queue_drops_and_counts_instead_of_waiting(stream: str) -> 
     first = json.loads(entries[0][1][b"data"])
     assert first["answers"] == ["answer 0"] and first["moderation"]["label"] == "casual"
     assert TURNS_PUBLISHED._value.get() - published_before == 3
-
-

@@ -5,6 +5,7 @@ and its worker; feedback posted to it ends up in the SQLite store under the data
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import signal
 import sqlite3
@@ -38,7 +39,7 @@ async def test_private_redis_feedback_api_and_worker_under_the_supervisor(
     assert gateway_feedback_env(stack, redis_url)["GATEWAY_FEEDBACK__REDIS_URL"] == redis_url
     specs = feedback_specs(stack, redis_url, redis_spec)
     assert [s.name for s in specs] == ["redis", "feedback", "fb-worker"]
-    supervisor = Supervisor(specs, Console(file=open(os.devnull, "w")), stop_timeout_s=15)  # noqa: SIM115
+    supervisor = Supervisor(specs, Console(file=io.StringIO()), stop_timeout_s=15)
     seen: dict[str, object] = {}
 
     def exercise() -> None:

@@ -42,7 +42,9 @@ class PrivateRedis:
     def start(self) -> PrivateRedis:
         log = (self.data_dir.parent / f"redis-{self.port}.log").open("ab")
         self.process = subprocess.Popen(
-            redis_server_argv(self.port, self.data_dir, self.appendfsync), stdout=log, stderr=subprocess.STDOUT,
+            redis_server_argv(self.port, self.data_dir, self.appendfsync),
+            stdout=log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         log.close()
