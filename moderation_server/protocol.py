@@ -1,0 +1,37 @@
+"""Request and response bodies: ``/v1/classify`` (ours) and ``/v1/moderations`` (OpenAI's)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, StrictStr
+
+from moderation_server.labels import LABELS
+
+
+class ClassifyRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    input: StrictStr | list[StrictStr]
+
+
+class ModerationRequest(BaseModel):
+    """OpenAI's body; ``model`` is accepted and answered with the model actually used."""
+
+    model_config = ConfigDict(extra="allow")
+    input: StrictStr | list[StrictStr]
+    model: StrictStr | None = None
+
+
+class Classification(BaseModel):
+    label: str
+    flagged: bool
+    scores: dict[str, float]
+
+    def to_openai(self) -> dict[str, Any]:
+        return {
+            "flagged": self.flagged,
+            "categories": {label: label == self.label for label in LABELS},
+            "category_scores": dict(self.scores),
+            "category_applied_input_types": {label: ["text"] for label in LABELS},
+            "label": self.label,
+        }

@@ -1,0 +1,37 @@
+"""Thin routes: parse, call the service on app.state, answer."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from moderation_server.protocol import ClassifyRequest, ModerationRequest
+from moderation_server.service import ModerationService
+from services.requests import parse_body
+
+router = APIRouter()
+
+
+def _service(request: Request) -> ModerationService:
+    return request.app.state.moderation
+
+
+@router.post("/v1/classify")
+async def classify(request: Request) -> dict[str, Any]:
+    service = _service(request)
+    _, body = await parse_body(request, ClassifyRequest, request.app.state.settings.max_request_bytes)
+    results = await service.classify(service.texts_of(body.input))
+    answer: dict[str, Any] = {"model": service.model, "results": [r.model_dump() for r in results]}
+    if isinstance(body.input, str):  # one text: its result at the top level too
+        answer.update(results[0].model_dump())
+    return answer
+
+
+@router.post("/v1/moderations")
+async def create_moderation(request: Request) -> dict[str, Any]:
+    service = _service(request)
+    _, body = await parse_body(request, ModerationRequest, request.app.state.settings.max_request_bytes)
+    results = await service.classify(service.texts_of(body.input))
+    return {"id": f"modr-{uuid.uuid4().hex}", "model": service.model, "results": [r.to_openai() for r in results]}
