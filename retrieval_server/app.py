@@ -39,8 +39,9 @@ def build_store(settings: RetrievalSettings, embedder: DenseEmbedder) -> Documen
 
 
 def load_embedder(settings: RetrievalSettings) -> DenseEmbedder:
-    return DenseEmbedder(settings.embedding_model, dtype=settings.embedding_dtype,
-                         batch_size=settings.embedding_batch_size, device=settings.embedding_device)
+    return DenseEmbedder(settings.embedding_model, runtime=settings.embedding_runtime, dtype=settings.embedding_dtype,
+                         batch_size=settings.embedding_batch_size, device=settings.embedding_device,
+                         cache_dir=settings.embedding_cache(), threads=settings.embedding_threads)
 
 
 def build_app(settings: RetrievalSettings | None = None) -> FastAPI:

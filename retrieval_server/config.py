@@ -5,7 +5,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from retrieval_server.embeddings import EmbeddingDType, bundled_model_dir
+from retrieval_server.embeddings import EmbeddingDType, EmbeddingRuntime, bundled_model_dir
 from retrieval_server.index import EmbeddedEngine
 from services.settings import ServiceSettings
 
@@ -50,11 +50,15 @@ class RetrievalSettings(ServiceSettings):
     )
     collection: str = Field(default="documents", pattern=COLLECTION_PATTERN)
     embedding_model: str = Field(default_factory=bundled_model_dir, description="Local model directory (or cached hub id).")
-    embedding_dtype: EmbeddingDType = Field(default="auto", description="auto: bfloat16 on CPUs with AVX512-BF16/AMX.")
+    embedding_runtime: EmbeddingRuntime = Field(
+        default="auto", description="auto: ONNX Runtime int8 on CPU when installed (exported once), else torch."
+    )
+    embedding_dtype: EmbeddingDType = Field(default="auto", description="torch runtime: auto = bfloat16 on CPUs with AVX512-BF16/AMX.")
     embedding_device: str = "cpu"
     embedding_batch_size: int = Field(default=64, ge=1)
-    chunk_tokens: int = Field(default=128, ge=16, le=512)
-    chunk_overlap_tokens: int = Field(default=24, ge=0)
+    embedding_threads: int = Field(default=0, ge=0, description="ONNX runtime threads; 0: one per core.")
+    chunk_tokens: int = Field(default=64, ge=16, le=512, description="Small chunks, as OpenChatKit indexed sentences.")
+    chunk_overlap_tokens: int = Field(default=8, ge=0)
     write_batch_chunks: int = Field(default=128, ge=1, description="Chunks embedded and written per engine call.")
     max_upload_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
     max_document_chars: int = Field(default=5_000_000, ge=1000)
@@ -66,6 +70,10 @@ class RetrievalSettings(ServiceSettings):
     widen_max_chunks: int = Field(default=2, ge=0, le=10)
     sources: dict[str, HttpSourceConfig] = Field(default_factory=dict, description="Live sources by name.")
     default_sources: list[str] = Field(default_factory=lambda: ["index"])
+
+    def embedding_cache(self) -> Path:
+        """Where the ONNX export of the embedding model is kept."""
+        return self.data_dir / "models" / "embeddings"
 
     def storage_path(self) -> Path:
         return self.qdrant_path or self.data_dir / "qdrant"

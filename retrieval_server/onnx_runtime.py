@@ -1,0 +1,177 @@
+"""A faster CPU runtime for sentence-transformer models: the model exported to ONNX once,
+its weights quantized to int8 per channel, run by ONNX Runtime (AVX512-VNNI and friends).
+
+On a 2-core CPU this embeds ~5x faster than PyTorch fp32 (~3x over bf16); embeddings stay
+within ~0.99 cosine of the fp32 model's. The export needs torch and onnx, happens on first
+use, is cached under ``<cache>/<model>-<fingerprint>/`` and is shared between processes
+(file lock, atomic rename).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+EXPORT_VERSION = "1"
+
+
+class OnnxUnsupported(RuntimeError):
+    """This model (or this machine) cannot use the ONNX runtime; use torch."""
+
+
+def runtime_available() -> bool:
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def read_pipeline(model_dir: Path) -> dict[str, Any]:
+    """Pooling, normalisation and sequence length from the sentence-transformers config files."""
+    modules = json.loads((model_dir / "modules.json").read_text()) if (model_dir / "modules.json").exists() else []
+    kinds = [m.get("type", "") for m in modules]
+    pooling_dir = next((model_dir / m["path"] for m in modules if m.get("type", "").endswith("Pooling")), None)
+    if pooling_dir is None or not (pooling_dir / "config.json").exists():
+        raise OnnxUnsupported("no sentence-transformers pooling config")
+    pooling = json.loads((pooling_dir / "config.json").read_text())
+    if pooling.get("pooling_mode_mean_tokens"):
+        mode = "mean"
+    elif pooling.get("pooling_mode_cls_token"):
+        mode = "cls"
+    else:
+        raise OnnxUnsupported(f"pooling {pooling} is not mean or CLS")
+    if any(k and not k.endswith(("Transformer", "Pooling", "Normalize")) for k in kinds):
+        raise OnnxUnsupported(f"modules {kinds} go beyond transformer + pooling + normalize")
+    bert = model_dir / "sentence_bert_config.json"
+    max_tokens = json.loads(bert.read_text()).get("max_seq_length", 256) if bert.exists() else 256
+    return {"pooling": mode, "max_tokens": int(max_tokens)}
+
+
+def fingerprint(model_dir: Path) -> str:
+    """Changes when the model files, torch or ONNX Runtime change."""
+    import onnxruntime
+    import torch
+
+    digest = hashlib.sha256(f"{EXPORT_VERSION}/{torch.__version__}/{onnxruntime.__version__}".encode())
+    for path in sorted(p for p in model_dir.rglob("*") if p.is_file() and p.suffix in (".json", ".safetensors", ".bin", ".txt")):
+        stat = path.stat()
+        digest.update(f"{path.relative_to(model_dir)}:{stat.st_size}:{int(stat.st_mtime)}".encode())
+    return digest.hexdigest()[:16]
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def quantized_model(model_dir: Path, cache_root: Path) -> Path:
+    """The int8 ONNX file for ``model_dir``, exporting it the first time."""
+    target_dir = cache_root / f"{model_dir.name}-{fingerprint(model_dir)}"
+    target = target_dir / "model-int8.onnx"
+    if target.exists():
+        return target
+    with _file_lock(target_dir / ".lock"):
+        if target.exists():  # another process made it while we waited
+            return target
+        logger.info("exporting the embedding model to ONNX int8 (once)", extra={"model": str(model_dir), "to": str(target)})
+        fp32 = target_dir / f"model-fp32.{os.getpid()}.onnx"
+        partial = target_dir / f"model-int8.{os.getpid()}.onnx"
+        try:
+            _export(model_dir, fp32)
+            from onnxruntime.quantization import QuantType, quantize_dynamic
+
+            quantize_dynamic(str(fp32), str(partial), weight_type=QuantType.QInt8, per_channel=True)
+            os.replace(partial, target)
+        finally:
+            for leftover in (fp32, partial):
+                leftover.unlink(missing_ok=True)
+    return target
+
+
+def _export(model_dir: Path, out: Path) -> None:
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
+    model = AutoModel.from_pretrained(str(model_dir), local_files_only=True).eval()
+
+    class Encoder(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
+            return self.model(input_ids=input_ids, attention_mask=attention_mask,
+                              token_type_ids=token_type_ids).last_hidden_state
+
+    sample = tokenizer(["a short sample", "and a second, slightly longer sample"], return_tensors="pt", padding=True)
+    if "token_type_ids" not in sample:
+        raise OnnxUnsupported("the tokenizer makes no token_type_ids")
+    with torch.inference_mode(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer chatter about Python control flow in the model
+        torch.onnx.export(
+            Encoder().eval(), tuple(sample[k] for k in INPUTS), str(out), input_names=list(INPUTS),
+            output_names=["last_hidden_state"], opset_version=17, dynamo=False,
+            dynamic_axes={name: {0: "batch", 1: "tokens"} for name in (*INPUTS, "last_hidden_state")},
+        )
+
+
+class OnnxEncoder:
+    """Texts to pooled, unit-length embeddings with the quantized model. Thread-safe."""
+
+    def __init__(self, model_dir: Path, cache_root: Path, tokenizer: Any, batch_size: int = 64, threads: int = 0) -> None:
+        import onnxruntime as ort
+
+        self.pipeline = read_pipeline(model_dir)
+        path = quantized_model(model_dir, cache_root)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        # Waiting threads sleep instead of spinning: the CPU is shared with the chat model.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.tokenizer = tokenizer
+        self.batch_size = batch_size
+        self.max_tokens = self.pipeline["max_tokens"]
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # similar lengths pad less
+        out: list[np.ndarray] = [np.empty(0)] * len(texts)
+        for start in range(0, len(order), self.batch_size):
+            chunk = order[start : start + self.batch_size]
+            vectors = self._batch([texts[i] for i in chunk])
+            for i, vector in zip(chunk, vectors, strict=True):
+                out[i] = vector
+        return np.vstack(out).astype(np.float32)
+
+    def _batch(self, texts: list[str]) -> np.ndarray:
+        encoded = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_tokens, return_tensors="np")
+        feeds = {name: encoded[name].astype(np.int64) for name in INPUTS}
+        hidden = self.session.run(None, feeds)[0]
+        if self.pipeline["pooling"] == "cls":
+            pooled = hidden[:, 0]
+        else:
+            mask = encoded["attention_mask"][..., None].astype(np.float32)
+            pooled = (hidden * mask).sum(axis=1) / np.maximum(mask.sum(axis=1), 1e-9)
+        return pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
