@@ -125,4 +125,9 @@ class ConsumerGroup:
         )
 
     async def trim_acknowledged(self) -> int:
-        return int(await self._trim(keys=[self.stream]))
+        try:
+            return int(await self._trim(keys=[self.stream]))
+        except redis.ResponseError as exc:
+            if "no such key" in str(exc).lower():  # the stream was deleted; reading recreates it
+                return 0
+            raise
