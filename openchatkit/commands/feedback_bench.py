@@ -347,7 +347,7 @@ def _plot(report: dict[str, Any], path: Path) -> None:
     right.plot(x, [r["p50_ms"] for r in runs], "^--", color="tab:orange", label="p50 ms")
     right.axhline(report["goal"]["p99_ms"], color="tab:red", linestyle=":", linewidth=1)
     right.set_ylabel("latency (ms)", color="tab:red")
-    fig.legend(loc="center right", fontsize=8)
+    fig.legend(loc="upper left", bbox_to_anchor=(0.1, 0.88), fontsize=8)
     left.set_title(
         f"POST /v1/feedback, {report['machine']['cpus']} CPUs, {report['settings']['api_workers']} API worker(s)"
     )

@@ -233,6 +233,28 @@ def test_store_unavailable_for_a_while(
     assert "store unavailable" in worker.log_path.read_text()
 
 
+def test_a_worker_started_while_the_store_is_down_waits_for_it(
+    pg_database: PostgresDatabase,
+    redis_url: str,
+    shared_redis: redis.Redis,
+    stream: str,
+    tmp_path: Path,
+    processes: list[ServiceProcess],
+) -> None:
+    env = feedback_env(redis_url, stream, pg_database.async_url)
+    api, api_url = start_feedback_api(env, tmp_path)
+    processes.append(api)
+    accepted = submit(api_url, 20)
+    pg_database.refuse_connections()
+    worker = start_worker(env, tmp_path)
+    processes.append(worker)
+    wait_until(lambda: "store unavailable at start" in worker.log_path.read_text(), 30, "the worker to wait")
+    assert worker.alive() and pending(shared_redis, stream) == 0 and shared_redis.xlen(stream) == 20
+    pg_database.accept_connections()
+    wait_stored(lambda: stored_ids_pg(pg_database), accepted)
+    wait_until(lambda: pending(shared_redis, stream) == 0, 20, "every entry to be acknowledged")
+
+
 def test_poison_lands_in_the_dead_letter_stream(
     pg_database: PostgresDatabase,
     redis_url: str,
