@@ -162,10 +162,14 @@ class ModerationHook(ChatHook):
         if verdicts is None:
             return
         for choice, verdict in zip(choices, verdicts, strict=True):
-            action = self._record_output(turn, verdict)
-            if action == "block":
-                choice["message"]["content"] = self.settings.answer_refusal
-                choice["finish_reason"] = "content_filter"
+            if self._record_output(turn, verdict) != "block":
+                continue
+            choice["message"]["content"] = self.settings.answer_refusal
+            choice["finish_reason"] = "content_filter"
+            index = int(choice.get("index", 0))
+            if index < len(turn.answers):  # later hooks (feedback capture) see what the client got
+                turn.answers[index] = self.settings.answer_refusal
+                turn.finish_reasons[index] = "content_filter"
 
     async def review_stream_text(
         self, turn: ChatTurn, choice: int, released: str, pending: str, final: bool

@@ -93,35 +93,42 @@ class LLMBackend:
             results.extend(await self._score_batch(texts[start : start + self._texts_per_request]))
         return results
 
-    async def _score_batch(self, texts: list[str]) -> list[Scored]:
+    def request_body(self, texts: list[str]) -> dict[str, object]:
+        """The completions request scoring ``texts``: five prompts per text, in LABELS order."""
         # The model's window (2048 tokens) holds the few-shot prompt and a text of this size.
-        texts = [text[: self._max_input_chars] for text in texts]
-        prompts = [build_prompt(text) + label_continuation(label) for text in texts for label in LABELS]
-        answer = await self._client.complete(
-            {
-                "model": self.model,
-                "prompt": prompts,
-                "echo": True,
-                "max_tokens": 0,
-                "logprobs": 0,
-                "temperature": self._temperature,
-                "stop": ["\n"],
-            }
-        )
-        choices = sorted(answer.get("choices") or [], key=lambda c: int(c.get("index", 0)))
-        if len(choices) != len(prompts):
-            raise UpstreamError(f"The moderation model answered {len(choices)} choices for {len(prompts)} prompts.")
-        results = []
-        for t in range(len(texts)):
-            group = choices[t * len(LABELS) : (t + 1) * len(LABELS)]
-            results.append(label_scores([_token_logprobs(choice) for choice in group]))
-        return results
+        prompts = [
+            build_prompt(text[: self._max_input_chars]) + label_continuation(label) for text in texts for label in LABELS
+        ]
+        return {
+            "model": self.model,
+            "prompt": prompts,
+            "echo": True,  # with max_tokens 0: score the prompt, generate nothing
+            "max_tokens": 0,
+            "logprobs": 0,
+            "temperature": self._temperature,
+            "stop": ["\n"],
+        }
+
+    async def _score_batch(self, texts: list[str]) -> list[Scored]:
+        answer = await self._client.complete(self.request_body(texts))
+        return scores_from_answer(answer, len(texts))
 
     async def ready(self) -> bool:
         return await self._client.serves(self.model)
 
     async def aclose(self) -> None:
         return None
+
+
+def scores_from_answer(answer: dict[str, object], texts: int) -> list[Scored]:
+    raw = answer.get("choices")
+    choices = sorted(raw if isinstance(raw, list) else [], key=lambda c: int(c.get("index", 0)))
+    if len(choices) != texts * len(LABELS):
+        raise UpstreamError(f"The moderation model answered {len(choices)} choices for {texts * len(LABELS)} prompts.")
+    return [
+        label_scores([_token_logprobs(choice) for choice in choices[t * len(LABELS) : (t + 1) * len(LABELS)]])
+        for t in range(texts)
+    ]
 
 
 def label_scores(per_label: list[tuple[list[str], list[float | None]]]) -> Scored:

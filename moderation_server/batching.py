@@ -1,5 +1,6 @@
-"""Concurrent requests share model batches: texts that arrive within ``wait_s`` of each
-other run through the model together, in one worker thread (torch uses every core)."""
+"""Concurrent requests share model batches: whatever queued up while the model was busy
+(plus anything arriving within ``wait_s``) runs through it together, in one worker
+thread (torch already uses every core)."""
 
 from __future__ import annotations
 
@@ -44,13 +45,16 @@ class MicroBatcher:
             size = len(batch[0][0])
             deadline = loop.time() + self._wait_s
             while size < self._max_batch:
-                timeout = deadline - loop.time()
-                if timeout <= 0 and self._queue.empty():
-                    break
-                try:
-                    item = await asyncio.wait_for(self._queue.get(), max(timeout, 0))
-                except TimeoutError:
-                    break
+                if not self._queue.empty():
+                    item = self._queue.get_nowait()
+                else:
+                    timeout = deadline - loop.time()
+                    if timeout <= 0:
+                        break
+                    try:
+                        item = await asyncio.wait_for(self._queue.get(), timeout)
+                    except TimeoutError:
+                        break
                 batch.append(item)
                 size += len(item[0])
             live = [(texts, future) for texts, future in batch if not future.cancelled()]

@@ -21,7 +21,9 @@ class CompletionsClient:
         with map_httpx_errors("the moderation model"):
             response = await self._http.post(self._url, json=body, headers=self._headers)
         if response.status_code != 200:
-            raise from_upstream_body(response.status_code, response.content)
+            # Our caller's request was fine; the model server's refusal is our upstream's failure.
+            cause = from_upstream_body(response.status_code, response.content)
+            raise UpstreamError(f"The moderation model answered {response.status_code}: {cause.message}", code="upstream_error")
         try:
             return dict(response.json())
         except ValueError as exc:

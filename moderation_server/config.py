@@ -30,7 +30,9 @@ class ModerationSettings(ServiceSettings):
     max_inputs: int = Field(default=256, ge=1, description="Most texts in one request.")
     max_request_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     batch_size: int = Field(default=64, ge=1, description="Texts per model batch.")
-    batch_wait_ms: float = Field(default=2.0, ge=0, description="How long a batch waits to collect concurrent requests.")
+    batch_wait_ms: float = Field(
+        default=0.0, ge=0, description="Extra wait to collect concurrent requests (0: batch what queued while busy)."
+    )
     torch_threads: int | None = Field(default=None, ge=1, description="CPU threads for the classifier (default: torch's).")
 
     # backend "llm": GPT-JT-Moderation-6B (profile gpt-jt-moderation-6b) behind vLLM's OpenAI server.

@@ -11,14 +11,15 @@ from moderation_server.labels import LABELS
 
 class ClassifyRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    input: StrictStr | list[StrictStr]
+    input: Any
+    """A string or a list of strings; checked by the service, which names the bad item."""
 
 
 class ModerationRequest(BaseModel):
     """OpenAI's body; ``model`` is accepted and answered with the model actually used."""
 
     model_config = ConfigDict(extra="allow")
-    input: StrictStr | list[StrictStr]
+    input: Any
     model: StrictStr | None = None
 
 

@@ -30,9 +30,13 @@ class ModerationService:
     def model(self) -> str:
         return self.backend.model
 
-    def texts_of(self, value: str | list[str]) -> list[str]:
+    def texts_of(self, value: object) -> list[str]:
         """The texts to classify, or a 400 naming the first bad one."""
-        texts = [value] if isinstance(value, str) else value
+        if not isinstance(value, (str, list)):
+            raise BadRequestError(
+                f"'input' must be a string or a list of strings; got {_json_type(value)}.", param="input", code="invalid_type"
+            )
+        texts: list[object] = [value] if isinstance(value, str) else value
         if not texts:
             raise BadRequestError("'input' must not be an empty list.", param="input", code="invalid_value")
         if len(texts) > self._settings.max_inputs:
@@ -43,6 +47,8 @@ class ModerationService:
             )
         for i, text in enumerate(texts):
             param = "input" if isinstance(value, str) else f"input[{i}]"
+            if not isinstance(text, str):
+                raise BadRequestError(f"'{param}' must be a string; got {_json_type(text)}.", param=param, code="invalid_type")
             if not text.strip():
                 raise BadRequestError(f"'{param}' is empty.", param=param, code="invalid_value")
             if len(text) > self._settings.max_chars:
@@ -51,7 +57,7 @@ class ModerationService:
                     param=param,
                     code="input_too_long",
                 )
-        return texts
+        return [str(text) for text in texts]
 
     async def classify(self, texts: list[str]) -> list[Classification]:
         started = time.perf_counter()
@@ -62,3 +68,8 @@ class ModerationService:
             CLASSIFIED.labels(self._settings.backend, item.label).inc()
             results.append(Classification(label=item.label, flagged=item.label in self._flagged, scores=item.scores))
         return results
+
+
+def _json_type(value: object) -> str:
+    names = {type(None): "null", bool: "boolean", int: "integer", float: "number", dict: "object", list: "array"}
+    return names.get(type(value), "string" if isinstance(value, str) else type(value).__name__)

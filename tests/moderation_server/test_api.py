@@ -1,0 +1,114 @@
+"""The moderation service as a real process with the trained CPU classifier."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+
+from moderation_server.labels import LABELS
+from tests.moderation_server.conftest import MAX_CHARS, MAX_INPUTS
+from tests.support.moderation import ModerationService
+
+HARMFUL = "I've decided tonight is the night, I have the pills counted out and I'm going to take all of them."
+BENIGN_VIOLENT_WORD = "how do I kill a Python process that hangs?"
+
+
+def assert_distribution(scores: dict[str, float]) -> None:
+    assert list(scores) == list(LABELS)
+    assert all(0.0 <= p <= 1.0 for p in scores.values())
+    assert sum(scores.values()) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_classify_one_text(moderation: ModerationService) -> None:
+    answer = httpx.post(moderation.url + "/v1/classify", json={"input": HARMFUL}, timeout=30)
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["label"] == "needs intervention"
+    assert body["flagged"] is True
+    assert_distribution(body["scores"])
+    assert body["results"] == [{"label": body["label"], "flagged": True, "scores": body["scores"]}]
+    assert body["model"] == "openchatkit-moderation-minilm"
+
+
+def test_classify_batch_keeps_order_and_matches_single_requests(moderation: ModerationService) -> None:
+    texts = [BENIGN_VIOLENT_WORD, HARMFUL, "Can you suggest a good book about the history of Rome?", "shoot a photo at golden hour"]
+    batch = httpx.post(moderation.url + "/v1/classify", json={"input": texts}, timeout=30).json()["results"]
+    assert [r["label"] for r in batch][:2] == ["casual", "needs intervention"]
+    assert batch[0]["flagged"] is False
+    for text, batched in zip(texts, batch, strict=True):
+        single = httpx.post(moderation.url + "/v1/classify", json={"input": text}, timeout=30).json()
+        assert single["label"] == batched["label"]
+        for label in LABELS:
+            assert single["scores"][label] == pytest.approx(batched["scores"][label], abs=1e-4)
+
+
+async def test_concurrent_requests_share_batches_and_get_their_own_answers(moderation: ModerationService) -> None:
+    texts = [f"{BENIGN_VIOLENT_WORD} (variant {i})" if i % 2 else f"{HARMFUL} ({i})" for i in range(24)]
+    async with httpx.AsyncClient(base_url=moderation.url, timeout=60) as client:
+        answers = await asyncio.gather(*(client.post("/v1/classify", json={"input": t}) for t in texts))
+    labels = [a.json()["label"] for a in answers]
+    assert labels == ["needs intervention" if i % 2 == 0 else "casual" for i in range(24)]
+
+
+def test_long_text_is_judged_by_its_worst_part(moderation: ModerationService) -> None:
+    filler = "We talked about the garden, the weather and the new bakery on the corner. " * 20
+    body = httpx.post(moderation.url + "/v1/classify", json={"input": [filler, filler + HARMFUL]}, timeout=30).json()
+    assert [r["label"] for r in body["results"]] == ["casual", "needs intervention"]
+
+
+def test_openai_sdk_moderations_create(moderation: ModerationService) -> None:
+    result = moderation.client().moderations.create(input=[BENIGN_VIOLENT_WORD, HARMFUL], model="anything")
+    assert result.id.startswith("modr-")
+    assert result.model == "openchatkit-moderation-minilm"
+    first, second = (r.model_dump() for r in result.results)
+    assert first["flagged"] is False and second["flagged"] is True
+    assert first["categories"]["casual"] is True and sum(first["categories"].values()) == 1
+    assert second["categories"]["needs intervention"] is True
+    assert_distribution(second["category_scores"])
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"input": ""}, "input"),
+        ({"input": "   "}, "input"),
+        ({"input": []}, "input"),
+        ({"input": ["fine", ""]}, "input[1]"),
+        ({"input": 42}, "input"),
+        ({"input": ["fine", 7]}, "input[1]"),
+        ({"input": {"text": "hi"}}, "input"),
+        ({"input": None}, "input"),
+        ({}, "input"),
+        ({"input": "x" * (MAX_CHARS + 1)}, "input"),
+        ({"input": ["ok"] * (MAX_INPUTS + 1)}, "input"),
+    ],
+)
+@pytest.mark.parametrize("path", ["/v1/classify", "/v1/moderations"])
+def test_bad_input_is_a_400_openai_error(moderation: ModerationService, path: str, body: dict, param: str) -> None:
+    answer = httpx.post(moderation.url + path, json=body, timeout=30)
+    assert answer.status_code == 400, answer.text
+    error = answer.json()["error"]
+    assert error["type"] == "invalid_request_error"
+    assert error["message"]
+    assert error["param"] == param
+
+
+def test_invalid_json_and_unknown_fields_are_400(moderation: ModerationService) -> None:
+    broken = httpx.post(
+        moderation.url + "/v1/classify", content=b"{not json", headers={"content-type": "application/json"}, timeout=30
+    )
+    assert broken.status_code == 400 and broken.json()["error"]["code"] == "invalid_json"
+    unknown = httpx.post(moderation.url + "/v1/classify", json={"input": "hi", "inptu": "typo"}, timeout=30)
+    assert unknown.status_code == 400 and unknown.json()["error"]["param"] == "inptu"
+
+
+def test_health_ready_and_metrics(moderation: ModerationService) -> None:
+    assert httpx.get(moderation.url + "/health", timeout=10).json() == {"status": "ok"}
+    ready = httpx.get(moderation.url + "/ready", timeout=10)
+    assert ready.status_code == 200 and ready.json()["checks"] == {"backend": True}
+    httpx.post(moderation.url + "/v1/classify", json={"input": HARMFUL}, timeout=30)
+    metrics = httpx.get(moderation.url + "/metrics", timeout=10).text
+    assert 'openchatkit_moderation_texts_total{backend="classifier",label="needs intervention"}' in metrics
+    assert "openchatkit_moderation_request_seconds_bucket" in metrics

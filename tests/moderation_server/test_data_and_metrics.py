@@ -1,0 +1,69 @@
+"""The shipped training data, the JSONL reader and the evaluation arithmetic."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from moderation_server.dataset import SPLITS, DatasetError, load_jsonl, load_split
+from moderation_server.evaluation import evaluate
+from moderation_server.labels import LABELS
+from moderation_server.training import TrainingRecipe, fingerprint
+
+
+def test_splits_cover_every_label_and_do_not_overlap() -> None:
+    splits = {name: load_split(name) for name in SPLITS}
+    assert sum(len(v) for v in splits.values()) >= 600
+    for name, examples in splits.items():
+        counts = {label: sum(e.label == label for e in examples) for label in LABELS}
+        assert min(counts.values()) >= (60 if name == "train" else 25), (name, counts)
+    texts = [{e.text.casefold() for e in v} for v in splits.values()]
+    assert not texts[0] & texts[1] and not texts[0] & texts[2] and not texts[1] & texts[2]
+
+
+def test_hard_benign_cases_are_labelled_casual() -> None:
+    casual = {e.text for name in SPLITS for e in load_split(name) if e.label == "casual"}
+    for text in ("how do I kill a Python process that is stuck?", "How do I shoot a photo at golden hour without blowing out the sky?"):
+        assert text in casual
+
+
+def test_reader_names_the_bad_line(tmp_path: Path) -> None:
+    path = tmp_path / "eval.jsonl"
+    path.write_text('{"text": "hi", "label": "casual"}\n\n{"text": "x", "label": "dangerous"}\n')
+    with pytest.raises(DatasetError, match=r"eval.jsonl:3: 'label' must be one of"):
+        load_jsonl(path)
+    path.write_text('{"text": "hi", "label": "casual"}\nnot json\n')
+    with pytest.raises(DatasetError, match=r":2: not valid JSON"):
+        load_jsonl(path)
+    path.write_text('{"text": "", "label": "casual"}\n')
+    with pytest.raises(DatasetError, match=r":1: 'text' must be a non-empty string"):
+        load_jsonl(path)
+    path.write_text("\n\n")
+    with pytest.raises(DatasetError, match="no examples"):
+        load_jsonl(path)
+
+
+def test_evaluation_arithmetic() -> None:
+    c, p, pr, n, i = LABELS
+    gold = [c, c, c, c, i, i, i, n, p, pr]
+    pred = [c, c, c, p, i, i, n, n, p, c]
+    report = evaluate(gold, pred)
+    assert report.accuracy == pytest.approx(7 / 10)
+    assert report.intervention_recall == pytest.approx(2 / 3)
+    assert report.casual_false_flag_rate == pytest.approx(1 / 4)
+    assert report.per_label[c].precision == pytest.approx(3 / 4)
+    assert report.per_label[c].recall == pytest.approx(3 / 4)
+    assert report.per_label[pr].f1 == 0.0 and report.per_label[pr].support == 1
+    assert report.per_label[n].precision == pytest.approx(1 / 2)
+    f1s = [0.75, 2 * 0.5 * 1 / 1.5, 0.0, 2 * 0.5 * 1 / 1.5, 0.8]
+    assert report.macro_f1 == pytest.approx(sum(f1s) / 5)
+    assert report.confusion[LABELS.index(i)][LABELS.index(n)] == 1
+    as_dict = report.to_dict()
+    assert set(as_dict) >= {"accuracy", "macro_f1", "per_label", "intervention_recall", "casual_false_flag_rate"}
+    assert set(as_dict["per_label"][c]) == {"precision", "recall", "f1", "support"}
+
+
+def test_fingerprint_follows_the_recipe() -> None:
+    assert fingerprint(TrainingRecipe()) == fingerprint(TrainingRecipe())
+    assert fingerprint(TrainingRecipe(epochs=1)) != fingerprint(TrainingRecipe())
