@@ -189,15 +189,16 @@ class DocumentStore:
         self.open(collection)
         batch: list[_Pending] = []
         for document in documents:
+            document_id = document.document_id or document_id_for(document.source)
+            if any(p.document_id == document_id for p in batch):
+                yield from self._write(collection, batch, progress)  # the later copy replaces it
+                batch = []
             pending = self._prepare(collection, document)
             if isinstance(pending, IngestOutcome):
                 if progress:
                     progress(0, pending)
                 yield pending
                 continue
-            if any(p.document_id == pending.document_id for p in batch):
-                yield from self._write(collection, batch, progress)  # the later copy wins
-                batch = []
             batch.append(pending)
             if sum(len(p.chunks) for p in batch) >= self.batch_chunks or len(batch) >= 256:
                 yield from self._write(collection, batch, progress)

@@ -1,0 +1,189 @@
+"""Qdrant Edge and qdrant-client's embedded engine hold the same points and must answer
+the same queries the same way (qdrant-client tests its local and remote modes like this)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from itertools import groupby
+from pathlib import Path
+
+import pytest
+
+from retrieval_server.chunking import Chunker, chunk_context
+from retrieval_server.documents import CHUNK_FILTER_FIELDS, DocumentStore
+from retrieval_server.embeddings import DenseEmbedder, SparseEncoder
+from retrieval_server.index import (
+    CollectionSpec,
+    DenseQuery,
+    HybridQuery,
+    IndexHit,
+    IndexPoint,
+    Match,
+    SparseQuery,
+    VectorIndex,
+)
+from retrieval_server.loaders import iter_file_documents, iter_paths
+from retrieval_server.search import IndexSearcher
+
+EVAL_DOCS = Path(__file__).resolve().parents[2] / "retrieval_server" / "eval" / "docs"
+QUERIES = [
+    "How long is the Blue Loop tram line?", "desalination plant Cape Tull", "who discovered comet C/1998 R4",
+    "sourdough starter twenty years", "Hvita glacier retreat 312 metres", "robot weight limit 54 kilograms",
+    "ferry MV Gannet Rock", "Weaver's Map tapestry restored", "varroa mites oxalic acid",
+    "Mount Serak seismometers", "Anika Dorn chess", "Kestrel steam engine", "library Pell & Osei",
+    "marathon course record", "the of and", "museum opening hours on Sunday", "fog water millimetres",
+    "how much does a tram ticket cost", "Lake Orsine reservoir capacity", "who leads the botanical station",
+]
+
+
+def chunk_points(embedder: DenseEmbedder, sparse: SparseEncoder) -> list[IndexPoint]:
+    chunker = Chunker(embedder.tokenizer, 48, 8)
+    points = []
+    for path in iter_paths([EVAL_DOCS]):
+        for document in iter_file_documents(path, max_file_bytes=10**7, max_chars=10**7):
+            for chunk in chunker.split(document.sections):
+                context = chunk_context(document.title, chunk.heading, chunk.text)
+                payload = {"document_id": path.stem, "file_name": path.name, "type": document.type,
+                           "chunk_index": chunk.index, "text": chunk.text, "tags": ["even" if chunk.index % 2 else "odd"]}
+                points.append(IndexPoint(str(uuid.uuid5(uuid.NAMESPACE_URL, f"{path.name}/{chunk.index}")), payload,
+                                         embedder.embed([context])[0].tolist(), sparse.encode_document(context)))
+    return points
+
+
+@pytest.fixture()
+def twin_indexes(open_engine: Callable[[str], VectorIndex], embedder: DenseEmbedder,
+                 sparse: SparseEncoder) -> tuple[VectorIndex, VectorIndex, list[IndexPoint]]:
+    points = chunk_points(embedder, sparse)
+    pair = []
+    for engine in ("edge", "qdrant-client"):
+        index = open_engine(engine)
+        index.ensure_collection(CollectionSpec("c", embedder.dimension, CHUNK_FILTER_FIELDS))
+        for start in range(0, len(points), 50):
+            index.upsert("c", points[start : start + 50])
+        pair.append(index)
+    return pair[0], pair[1], points
+
+
+def ranking(hits: list[IndexHit]) -> list[tuple[float, frozenset[str]]]:
+    """Scores in order, each with the set of ids sharing it (engines may order ties differently)."""
+    return [(score, frozenset(h.id for h in group)) for score, group in groupby(hits, key=lambda h: round(h.score, 4))]
+
+
+def assert_same_ranking(a: list[IndexHit], b: list[IndexHit], context: object = None) -> None:
+    """Same scores in the same order, same ids per score; the last score group may be cut
+    at the limit in different places when it holds ties."""
+    ra, rb = ranking(a), ranking(b)
+    assert len(a) == len(b), context
+    assert ra[:-1] == rb[:-1], context
+    assert [score for score, _ in ra] == [score for score, _ in rb], context
+
+
+def tie_free(hits: list[IndexHit]) -> bool:
+    scores = [round(h.score, 5) for h in hits]
+    return len(scores) == len(set(scores))
+
+
+def test_dense_sparse_and_hybrid_answers_agree(twin_indexes, embedder: DenseEmbedder, sparse: SparseEncoder) -> None:
+    edge, client, points = twin_indexes
+    assert len(points) > 60
+    compared_hybrid = 0
+    for text in QUERIES:
+        dense, terms = embedder.embed_query(text).tolist(), sparse.encode_query(text)
+        for query in (DenseQuery(dense), SparseQuery(terms)):
+            assert_same_ranking(edge.query("c", query, 10), client.query("c", query, 10), (text, query))
+        if not terms.indices:
+            continue
+        # RRF works on ranks: compare wherever the engines' own rankings have no ties to order.
+        everything = len(points)
+        dense_all, sparse_all = edge.query("c", DenseQuery(dense), everything), edge.query("c", SparseQuery(terms), everything)
+        if tie_free(dense_all) and tie_free(sparse_all):
+            hybrid = HybridQuery(dense, terms, prefetch_limit=everything, rrf_k=60)
+            a, b = edge.query("c", hybrid, 8), client.query("c", hybrid, 8)
+            assert [(h.id, round(h.score, 6)) for h in a] == [(h.id, round(h.score, 6)) for h in b], text
+            compared_hybrid += 1
+    assert compared_hybrid >= len(QUERIES) // 2
+
+
+def test_filters_counts_scrolls_and_deletes_agree(twin_indexes, embedder: DenseEmbedder) -> None:
+    edge, client, points = twin_indexes
+    dense = embedder.embed_query("trams and ferries in the harbour").tolist()
+    filters = [
+        [Match("file_name", ("ferry_timetable.txt",))],
+        [Match("file_name", ("ferry_timetable.txt", "harbor_city_transit.md"))],
+        [Match("type", ("md",)), Match("tags", ("even",))],
+        [Match("type", ("md", "txt"), negate=True)],
+    ]
+    for where in filters:
+        assert_same_ranking(edge.query("c", DenseQuery(dense), 5, where), client.query("c", DenseQuery(dense), 5, where))
+        assert edge.count("c", where) == client.count("c", where) > 0
+    assert edge.count("c") == client.count("c") == len(points)
+
+    def all_ids(index: VectorIndex) -> list[str]:
+        ids, offset = [], None
+        while True:
+            hits, offset = index.scroll("c", [Match("type", ("html",))], 7, offset)
+            ids += [h.id for h in hits]
+            if offset is None:
+                return ids
+    assert all_ids(edge) == all_ids(client) and all_ids(edge)
+
+    some = [points[0].id, points[5].id, str(uuid.uuid4())]
+    a, b = edge.retrieve("c", some, with_dense=True), client.retrieve("c", some, with_dense=True)
+    assert sorted(h.id for h in a) == sorted(h.id for h in b) == sorted(some[:2])
+    for x, y in zip(sorted(a, key=lambda h: h.id), sorted(b, key=lambda h: h.id), strict=True):
+        assert x.payload == y.payload
+        assert max(abs(p - q) for p, q in zip(x.dense, y.dense, strict=True)) < 1e-5
+
+    for index in (edge, client):
+        index.delete("c", [Match("file_name", ("ferry_timetable.txt",)), Match("tags", ("odd",))])
+    assert edge.count("c") == client.count("c") < len(points)
+    assert edge.count("c", [Match("file_name", ("ferry_timetable.txt",))]) == client.count(
+        "c", [Match("file_name", ("ferry_timetable.txt",))]) > 0
+
+
+def test_collections_and_vector_sizes_are_checked_the_same_way(open_engine: Callable[[str], VectorIndex]) -> None:
+    from retrieval_server.index import IndexMismatch
+
+    for engine in ("edge", "qdrant-client"):
+        index = open_engine(engine)
+        assert not index.collection_exists("x")
+        index.ensure_collection(CollectionSpec("x", 8, ("document_id",)))
+        index.ensure_collection(CollectionSpec("x", 8, ("document_id",)))  # idempotent
+        with pytest.raises(IndexMismatch):
+            index.ensure_collection(CollectionSpec("x", 16, ("document_id",)))
+        index.ensure_collection(CollectionSpec("records", None, ("status",)))
+        index.upsert("records", [IndexPoint(str(uuid.uuid4()), {"status": "ready"})])
+        assert index.count("records", [Match("status", ("ready",))]) == 1
+        index.drop_collection("x")
+        assert not index.collection_exists("x")
+
+
+def test_document_stores_on_both_engines_agree(make_store: Callable[..., DocumentStore]) -> None:
+    stores = [make_store(engine) for engine in ("edge", "qdrant-client")]
+    documents = []
+    for path in iter_paths([EVAL_DOCS]):
+        documents += list(iter_file_documents(path, max_file_bytes=10**7, max_chars=10**7))
+    for store in stores:
+        assert {o.status for o in store.ingest(documents, "docs")} == {"created"}
+    listings = []
+    for store in stores:
+        records, _ = store.list("docs", 1000)
+        listings.append(sorted((r["document_id"], r["content_hash"], r["chunks"], r["status"]) for r in records))
+    assert listings[0] == listings[1] and len(listings[0]) == len(documents)
+    searchers = [IndexSearcher(s.index, s.embedder, s.sparse) for s in stores]
+    compared = 0
+    for text in QUERIES:
+        edge = stores[0]
+        total = edge.index.count("docs")
+        dense, terms = edge.embedder.embed_query(text).tolist(), edge.sparse.encode_query(text)
+        if terms.indices and not (tie_free(edge.index.query("docs", DenseQuery(dense), total))
+                                  and tie_free(edge.index.query("docs", SparseQuery(terms), total))):
+            continue  # equal BM25 scores: the engines may rank them apart differently, and RRF follows ranks
+        answers = [[(score, frozenset((h.document_id, h.chunk_index) for h in group))
+                    for score, group in groupby(s.search("docs", text, 5), key=lambda h: round(h.score, 5))]
+                   for s in searchers]  # chunk ids differ between stores (random generations): compare content
+        assert answers[0][:-1] == answers[1][:-1], text  # the last group may be cut at top_k differently
+        assert answers[0][-1][0] == answers[1][-1][0], text
+        compared += 1
+    assert compared >= len(QUERIES) // 2
