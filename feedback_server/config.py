@@ -36,7 +36,9 @@ class FeedbackSettings(ServiceSettings):
     max_request_bytes: int = Field(default=256 * 1024, ge=1024)
     idempotency_ttl_s: int = Field(default=24 * 3600, ge=60, description="How long an Idempotency-Key is remembered.")
     status_ttl_s: int = Field(
-        default=24 * 3600, ge=60, description="How long a queued feedback id can be looked up in Redis."
+        default=3600,
+        ge=60,
+        description="How long a queued feedback id can be looked up in Redis (one small key each; the store has it after).",
     )
     access_log: bool = Field(default=True, description="One log line per request (off for benchmarks).")
     workers: int = Field(default=1, ge=1, le=32, description="uvicorn worker processes for the API.")
