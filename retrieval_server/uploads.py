@@ -21,7 +21,8 @@ async def read_upload(request: Request, settings: RetrievalSettings) -> tuple[li
     limit = settings.max_upload_bytes
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit + FORM_OVERHEAD_BYTES:
-        raise PayloadTooLargeError(f"The upload is {declared} bytes; the limit is {limit}.", code="upload_too_large")
+        raise PayloadTooLargeError(f"The upload is {declared} bytes; the limit is {limit}.", param="file",
+                                   code="upload_too_large")
     form = await request.form(max_files=MAX_FILES, max_fields=32)
     try:
         uploads = [f for f in [*form.getlist("file"), *form.getlist("files")] if isinstance(f, UploadFile)]
@@ -40,7 +41,8 @@ async def read_upload(request: Request, settings: RetrievalSettings) -> tuple[li
             data = await upload.read()
             total += len(data)
             if total > limit:
-                raise PayloadTooLargeError(f"'{name}' takes the upload past {limit} bytes.", code="upload_too_large")
+                raise PayloadTooLargeError(f"'{name}' takes the upload past {limit} bytes.", param="file",
+                                           code="upload_too_large")
             try:
                 documents += load_upload(name, data, source=source, title=title, media_type=upload.content_type,
                                          max_chars=settings.max_document_chars)
