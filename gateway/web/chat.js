@@ -114,11 +114,22 @@ function renderExtras(node, answer) {
   if (answer.id) node.append(feedbackControls(answer.id));
 }
 
-async function sendFeedback(responseId, payload, status) {
+// FNV-1a, 32 bits: a short, stable key for an action's content.
+function fnv1a(text) {
+  let hash = 0x811c9dc5;
+  for (const char of text) {
+    hash ^= char.codePointAt(0);
+    hash = Math.imul(hash, 0x01000193) >>> 0;
+  }
+  return hash.toString(16);
+}
+
+// One idempotency key per answer and action, so a double click stores one event.
+async function sendFeedback(responseId, payload, status, action) {
   status.textContent = "sending…";
   const response = await fetch("/v1/feedback", {
     method: "POST",
-    headers: headers({ "Idempotency-Key": crypto.randomUUID() }),
+    headers: headers({ "Idempotency-Key": `${responseId}:${fnv1a(action)}` }),
     body: JSON.stringify({ response_id: responseId, ...payload }),
   });
   status.textContent = response.ok ? "thanks!" : await errorText(response);
@@ -130,13 +141,17 @@ function feedbackControls(responseId) {
   const status = node.querySelector(".feedback-status");
   for (const rating of ["up", "down"]) {
     node.querySelector(`.${rating}`).addEventListener("click", async (event) => {
-      if (await sendFeedback(responseId, { rating }, status)) event.target.classList.add("chosen");
+      if (await sendFeedback(responseId, { rating }, status, rating)) event.target.classList.add("chosen");
     });
   }
-  node.querySelector(".send-report").addEventListener("click", () => {
+  node.querySelector(".send-report").addEventListener("click", async (event) => {
     const flags = [...node.querySelectorAll("input[type=checkbox]:checked")].map((box) => box.value);
     const ideal = node.querySelector(".ideal").value.trim();
-    sendFeedback(responseId, { rating: "down", flags, ...(ideal ? { ideal_response: ideal } : {}) }, status);
+    const report = { rating: "down", flags, ...(ideal ? { ideal_response: ideal } : {}) };
+    event.target.disabled = true;
+    if (!(await sendFeedback(responseId, report, status, `report:${flags.join(",")}:${ideal}`))) {
+      event.target.disabled = false;
+    }
   });
   return node;
 }

@@ -69,3 +69,59 @@ def test_errors_from_the_api_are_shown(chat_stack: ChatStack, browser) -> None: 
     page.wait_for_selector("#error:not([hidden])")
     assert "max_tokens" in page.locator("#error").inner_text()
     page.close()
+
+
+def test_thumbs_and_reports_reach_the_feedback_store(  # type: ignore[no-untyped-def]
+    gateway_factory, browser, tmp_path
+) -> None:
+    import sqlite3
+
+    from tests.support.feedback import (
+        SHARED_REDIS_URL,
+        feedback_env,
+        start_feedback_api,
+        start_worker,
+        unique,
+        wait_until,
+    )
+
+    stream = unique("test:web")
+    db_path = tmp_path / "feedback.db"
+    env = feedback_env(SHARED_REDIS_URL, stream, f"sqlite+aiosqlite:///{db_path}")
+    api, service_url = start_feedback_api(env, tmp_path)
+    worker = start_worker(env, tmp_path)
+    try:
+        gateway = gateway_factory(env={
+            "GATEWAY_FEEDBACK__REDIS_URL": SHARED_REDIS_URL,
+            "GATEWAY_FEEDBACK__STREAM": stream,
+            "GATEWAY_FEEDBACK__SERVICE_URL": service_url,
+        })  # fmt: skip
+        page = browser.new_page()
+        page.goto(f"{gateway.url}/#key={gateway.api_key}")
+        page.wait_for_function("document.querySelector('#model').options.length > 0")
+        page.fill("#max-tokens", "8")
+        page.fill("#prompt", "Name a color.")
+        page.press("#prompt", "Enter")
+        page.wait_for_selector(".message.assistant .feedback", timeout=60_000)
+        page.click(".feedback .up")
+        page.click(".feedback .up")  # a double click stores one event
+        page.wait_for_selector(".feedback .up.chosen")
+        page.click(".feedback summary")
+        page.check(".feedback input[value=not_helpful]")
+        page.fill(".feedback .ideal", "Blue.")
+        page.click(".feedback .send-report")
+        page.wait_for_function("document.querySelector('.feedback-status').textContent === 'thanks!'")
+        page.close()
+
+        def rows() -> list[tuple[object, ...]]:
+            try:
+                with sqlite3.connect(db_path) as connection:
+                    return list(connection.execute("SELECT rating, ideal_response FROM feedback ORDER BY rating"))
+            except sqlite3.OperationalError:
+                return []
+
+        wait_until(lambda: len(rows()) >= 2, 30, "the worker to store the feedback")
+        assert rows() == [("down", "Blue."), ("up", None)]
+    finally:
+        worker.stop()
+        api.stop()
