@@ -148,13 +148,13 @@ def build_context(hits: list[dict[str, Any]], settings: RetrievalSettings, nonce
     return INSTRUCTION + "\n\n" + "\n\n".join(blocks), cited
 
 
-def insert_context(messages: list[dict[str, Any]], context: str) -> None:
-    """After the leading system/developer messages, so it is pinned like them and the
-    user's own system prompt stays first."""
+def with_context(messages: list[dict[str, Any]], context: str) -> list[dict[str, Any]]:
+    """The messages with the sources after the leading system/developer messages, so they
+    are pinned like them and the user's own system prompt stays first."""
     position = 0
     while position < len(messages) and messages[position].get("role") in ("system", "developer"):
         position += 1
-    messages.insert(position, {"role": "system", "content": context})
+    return [*messages[:position], {"role": "system", "content": context}, *messages[position:]]
 
 
 # --- the hook -----------------------------------------------------------------------
@@ -216,7 +216,7 @@ class RetrievalHook(ChatHook):
         status = "partial" if degraded else "ok"
         if hits:
             context, citations = build_context(hits, self.settings, secrets.token_hex(4))
-            insert_context(turn.forward["messages"], context)
+            turn.forward["messages"] = with_context(turn.forward["messages"], context)
             turn.extensions["citations"] = citations
         RETRIEVAL_REQUESTS.labels(status if hits else "empty").inc()
         turn.extensions["retrieval"] = {"status": status, "hits": len(turn.extensions["citations"]), "sources": statuses}

@@ -18,7 +18,7 @@ from retrieval_server.documents import IngestOutcome
 from retrieval_server.index import IndexError_
 from retrieval_server.loaders import iter_paths
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 
 
 @app.command("ingest")
