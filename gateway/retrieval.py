@@ -30,7 +30,8 @@ RETRIEVAL_REQUESTS = Counter(
     "openchatkit_gateway_retrieval_requests_total", "Chat turns that asked for retrieval, by outcome.", ["outcome"]
 )
 RETRIEVAL_SECONDS = Histogram(
-    "openchatkit_gateway_retrieval_seconds", "Time spent fetching context for a chat turn.",
+    "openchatkit_gateway_retrieval_seconds",
+    "Time spent fetching context for a chat turn.",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 
@@ -86,7 +87,7 @@ def parse_options(raw: Any) -> RetrievalOptions | None:
     if isinstance(raw, bool):
         raw = {"enabled": raw}
     if not isinstance(raw, dict):
-        raise BadRequestError("'retrieval' must be an object like {\"enabled\": true, \"top_k\": 4}.", param="retrieval")
+        raise BadRequestError('\'retrieval\' must be an object like {"enabled": true, "top_k": 4}.', param="retrieval")
     try:
         return RetrievalOptions.model_validate(raw)
     except ValidationError as exc:
@@ -116,7 +117,9 @@ def neutralize(text: str) -> str:
     text = _SPECIAL_TOKEN.sub(lambda m: f"({m.group(1)})", text)
     text = _INST.sub(lambda m: f"({(m.group(1) or 'SYS').upper()})", text)
     text = _ROLE_TAG.sub(lambda m: f"({m.group(1).lower()})", text)
-    text = _ANGLE_RUNS.sub(lambda m: "\u2039" * len(m.group(0)) if m.group(0)[0] == "<" else "\u203a" * len(m.group(0)), text)
+    text = _ANGLE_RUNS.sub(
+        lambda m: "\u2039" * len(m.group(0)) if m.group(0)[0] == "<" else "\u203a" * len(m.group(0)), text
+    )
     return _MARKER_WORDS.sub(lambda m: f"{m.group(1).lower()}{m.group(2).lower()}", text)
 
 
@@ -128,7 +131,9 @@ def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "\u2026"
 
 
-def build_context(hits: list[dict[str, Any]], settings: RetrievalSettings, nonce: str) -> tuple[str, list[dict[str, Any]]]:
+def build_context(
+    hits: list[dict[str, Any]], settings: RetrievalSettings, nonce: str
+) -> tuple[str, list[dict[str, Any]]]:
     """The system message with numbered sources, and the citations (same numbering) that made it in."""
     blocks: list[str] = []
     cited: list[dict[str, Any]] = []
@@ -178,9 +183,13 @@ class RetrievalHook(ChatHook):
             return None
         top_k = options.top_k or defaults.top_k
         if top_k > self.settings.max_top_k:
-            raise BadRequestError(f"retrieval.top_k is {top_k}; the limit is {self.settings.max_top_k}.",
-                                  param="retrieval.top_k")
-        search: dict[str, Any] = {"top_k": top_k, "widen": options.widen if options.widen is not None else defaults.widen}
+            raise BadRequestError(
+                f"retrieval.top_k is {top_k}; the limit is {self.settings.max_top_k}.", param="retrieval.top_k"
+            )
+        search: dict[str, Any] = {
+            "top_k": top_k,
+            "widen": options.widen if options.widen is not None else defaults.widen,
+        }
         sources = options.sources or defaults.sources
         if sources:
             search["sources"] = sources
@@ -219,7 +228,11 @@ class RetrievalHook(ChatHook):
             turn.forward["messages"] = with_context(turn.forward["messages"], context)
             turn.extensions["citations"] = citations
         RETRIEVAL_REQUESTS.labels(status if hits else "empty").inc()
-        turn.extensions["retrieval"] = {"status": status, "hits": len(turn.extensions["citations"]), "sources": statuses}
+        turn.extensions["retrieval"] = {
+            "status": status,
+            "hits": len(turn.extensions["citations"]),
+            "sources": statuses,
+        }
 
     async def _search(self, body: dict[str, Any]) -> dict[str, Any]:
         url = self.settings.url.rstrip("/") + "/v1/search"

@@ -30,18 +30,32 @@ SERVER_REPAIR_AFTER_S = 900.0
 def build_store(settings: RetrievalSettings, embedder: DenseEmbedder) -> DocumentStore:
     """The index and document store the settings describe (the CLI's local mode uses it too)."""
     index = open_index(
-        url=settings.qdrant_url, path=settings.storage_path(), engine=settings.embedded_engine,
+        url=settings.qdrant_url,
+        path=settings.storage_path(),
+        engine=settings.embedded_engine,
         api_key=settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None,
     )
     chunker = Chunker(embedder.tokenizer, settings.chunk_tokens, settings.chunk_overlap_tokens)
-    return DocumentStore(index, embedder, SparseEncoder(), chunker, settings.write_batch_chunks,
-                         repair_after_s=SERVER_REPAIR_AFTER_S if settings.qdrant_url else 0.0)
+    return DocumentStore(
+        index,
+        embedder,
+        SparseEncoder(),
+        chunker,
+        settings.write_batch_chunks,
+        repair_after_s=SERVER_REPAIR_AFTER_S if settings.qdrant_url else 0.0,
+    )
 
 
 def load_embedder(settings: RetrievalSettings) -> DenseEmbedder:
-    return DenseEmbedder(settings.embedding_model, runtime=settings.embedding_runtime, dtype=settings.embedding_dtype,
-                         batch_size=settings.embedding_batch_size, device=settings.embedding_device,
-                         cache_dir=settings.embedding_cache(), threads=settings.embedding_threads)
+    return DenseEmbedder(
+        settings.embedding_model,
+        runtime=settings.embedding_runtime,
+        dtype=settings.embedding_dtype,
+        batch_size=settings.embedding_batch_size,
+        device=settings.embedding_device,
+        cache_dir=settings.embedding_cache(),
+        threads=settings.embedding_threads,
+    )
 
 
 def build_app(settings: RetrievalSettings | None = None) -> FastAPI:
@@ -75,7 +89,9 @@ def build_app(settings: RetrievalSettings | None = None) -> FastAPI:
         return getattr(app.state, "retrieval", None) is not None
 
     app = create_service_app(
-        "retrieval", lifespan=lifespan, readiness_checks={"index": index_ready, "embedding_model": embedding_model_ready}
+        "retrieval",
+        lifespan=lifespan,
+        readiness_checks={"index": index_ready, "embedding_model": embedding_model_ready},
     )
     app.include_router(router)
     return app

@@ -55,8 +55,9 @@ class LocalIngest:
         self.collection = collection
         self.settings = settings
 
-    def run(self, files: list[Path], report: IngestReport, on_chunks: OnChunks, on_document: OnDocument,
-            on_file: OnFile) -> None:
+    def run(
+        self, files: list[Path], report: IngestReport, on_chunks: OnChunks, on_document: OnDocument, on_file: OnFile
+    ) -> None:
         def progress(chunks: int, outcome: IngestOutcome | None) -> None:
             if chunks:
                 on_chunks(chunks)
@@ -75,16 +76,23 @@ class LocalIngest:
             on_file(path, None)
 
     def _documents(self, path: Path) -> Iterator[SourceDocument]:
-        return iter_file_documents(path, max_file_bytes=self.settings.max_upload_bytes,
-                                   max_chars=self.settings.max_document_chars)
+        return iter_file_documents(
+            path, max_file_bytes=self.settings.max_upload_bytes, max_chars=self.settings.max_document_chars
+        )
 
 
 class RemoteIngest:
     """Files go up as uploads; record files (JSONL/Parquet) are read here and sent in batches,
     so a dump larger than the upload limit still goes through."""
 
-    def __init__(self, url: str, collection: str | None, settings: RetrievalSettings, timeout_s: float = 600.0,
-                 api_key: str | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        collection: str | None,
+        settings: RetrievalSettings,
+        timeout_s: float = 600.0,
+        api_key: str | None = None,
+    ) -> None:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.http = httpx.Client(base_url=url.rstrip("/"), timeout=timeout_s, headers=headers, trust_env=False)
         self.collection = collection
@@ -93,8 +101,9 @@ class RemoteIngest:
     def close(self) -> None:
         self.http.close()
 
-    def run(self, files: list[Path], report: IngestReport, on_chunks: OnChunks, on_document: OnDocument,
-            on_file: OnFile) -> None:
+    def run(
+        self, files: list[Path], report: IngestReport, on_chunks: OnChunks, on_document: OnDocument, on_file: OnFile
+    ) -> None:
         for path in files:
             try:
                 if detect_type(path.name) in RECORD_TYPES:
@@ -117,19 +126,27 @@ class RemoteIngest:
 
     def _send_records(self, path: Path, report: IngestReport, on_chunks: OnChunks, on_document: OnDocument) -> None:
         batch: list[dict[str, Any]] = []
-        documents = iter_file_documents(path, max_file_bytes=self.settings.max_upload_bytes,
-                                        max_chars=self.settings.max_document_chars)
+        documents = iter_file_documents(
+            path, max_file_bytes=self.settings.max_upload_bytes, max_chars=self.settings.max_document_chars
+        )
         for document in documents:
-            batch.append({"text": "\n\n".join(s.text for s in document.sections), "title": document.title,
-                          "source": document.source, "url": document.url})
+            batch.append(
+                {
+                    "text": "\n\n".join(s.text for s in document.sections),
+                    "title": document.title,
+                    "source": document.source,
+                    "url": document.url,
+                }
+            )
             if len(batch) >= RECORDS_PER_REQUEST:
                 self._send_batch(batch, report, on_chunks, on_document)
                 batch = []
         if batch:
             self._send_batch(batch, report, on_chunks, on_document)
 
-    def _send_batch(self, batch: list[dict[str, Any]], report: IngestReport, on_chunks: OnChunks,
-                    on_document: OnDocument) -> None:
+    def _send_batch(
+        self, batch: list[dict[str, Any]], report: IngestReport, on_chunks: OnChunks, on_document: OnDocument
+    ) -> None:
         body: dict[str, Any] = {"documents": batch}
         if self.collection:
             body["collection"] = self.collection
@@ -151,8 +168,9 @@ class RemoteIngest:
     @staticmethod
     def _account(answer: dict[str, Any], report: IngestReport, on_chunks: OnChunks, on_document: OnDocument) -> None:
         for item in answer.get("data") or []:
-            outcome = IngestOutcome(item["id"], item.get("source", ""), item.get("title", ""), item["status"],
-                                    int(item.get("chunks") or 0))
+            outcome = IngestOutcome(
+                item["id"], item.get("source", ""), item.get("title", ""), item["status"], int(item.get("chunks") or 0)
+            )
             report.add(outcome)
             if outcome.status != "unchanged":
                 on_chunks(outcome.chunks)
@@ -160,5 +178,12 @@ class RemoteIngest:
 
 
 def report_json(report: IngestReport) -> str:
-    return json.dumps({"created": report.created, "updated": report.updated, "unchanged": report.unchanged,
-                       "chunks": report.chunks, "failures": [{"path": p, "error": e} for p, e in report.failures]})
+    return json.dumps(
+        {
+            "created": report.created,
+            "updated": report.updated,
+            "unchanged": report.unchanged,
+            "chunks": report.chunks,
+            "failures": [{"path": p, "error": e} for p, e in report.failures],
+        }
+    )

@@ -16,7 +16,9 @@ class HttpSourceConfig(BaseModel):
     """A live source answering JSON over HTTP (a SearxNG-style search API, a data endpoint)."""
 
     url_template: str = Field(description="GET URL; {query} (URL-encoded) and {top_k} are filled in.")
-    results_path: str = Field(default="results", description="Dotted path to the list of results; '' = the body itself.")
+    results_path: str = Field(
+        default="results", description="Dotted path to the list of results; '' = the body itself."
+    )
     title_field: str = "title"
     text_field: str = Field(default="content", description="Dotted path inside a result to its text.")
     url_field: str = "url"
@@ -42,18 +44,24 @@ class RetrievalSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="RETRIEVAL_", extra="ignore")
 
     port: int = 8003
-    qdrant_url: str | None = Field(default=None, description="A Qdrant server; unset: embedded storage under qdrant_path.")
+    qdrant_url: str | None = Field(
+        default=None, description="A Qdrant server; unset: embedded storage under qdrant_path."
+    )
     qdrant_api_key: SecretStr | None = None
     qdrant_path: Path | None = Field(default=None, description="Embedded storage; default <data_dir>/qdrant.")
     embedded_engine: EmbeddedEngine = Field(
         default="edge", description="edge: Qdrant Edge (Rust, HNSW); qdrant-client: its Python engine (small sets)."
     )
     collection: str = Field(default="documents", pattern=COLLECTION_PATTERN)
-    embedding_model: str = Field(default_factory=bundled_model_dir, description="Local model directory (or cached hub id).")
+    embedding_model: str = Field(
+        default_factory=bundled_model_dir, description="Local model directory (or cached hub id)."
+    )
     embedding_runtime: EmbeddingRuntime = Field(
         default="auto", description="auto: ONNX Runtime int8 on CPU when installed (exported once), else torch."
     )
-    embedding_dtype: EmbeddingDType = Field(default="auto", description="torch runtime: auto = bfloat16 on CPUs with AVX512-BF16/AMX.")
+    embedding_dtype: EmbeddingDType = Field(
+        default="auto", description="torch runtime: auto = bfloat16 on CPUs with AVX512-BF16/AMX."
+    )
     embedding_device: str = "cpu"
     embedding_batch_size: int = Field(default=64, ge=1)
     embedding_threads: int = Field(default=0, ge=0, description="ONNX runtime threads; 0: one per core.")

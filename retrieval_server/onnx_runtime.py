@@ -68,7 +68,9 @@ def fingerprint(model_dir: Path) -> str:
     import torch
 
     digest = hashlib.sha256(f"{EXPORT_VERSION}/{torch.__version__}/{onnxruntime.__version__}".encode())
-    for path in sorted(p for p in model_dir.rglob("*") if p.is_file() and p.suffix in (".json", ".safetensors", ".bin", ".txt")):
+    for path in sorted(
+        p for p in model_dir.rglob("*") if p.is_file() and p.suffix in (".json", ".safetensors", ".bin", ".txt")
+    ):
         stat = path.stat()
         digest.update(f"{path.relative_to(model_dir)}:{stat.st_size}:{int(stat.st_mtime)}".encode())
     return digest.hexdigest()[:16]
@@ -94,7 +96,9 @@ def quantized_model(model_dir: Path, cache_root: Path) -> Path:
     with _file_lock(target_dir / ".lock"):
         if target.exists():  # another process made it while we waited
             return target
-        logger.info("exporting the embedding model to ONNX int8 (once)", extra={"model": str(model_dir), "to": str(target)})
+        logger.info(
+            "exporting the embedding model to ONNX int8 (once)", extra={"model": str(model_dir), "to": str(target)}
+        )
         fp32 = target_dir / f"model-fp32.{os.getpid()}.onnx"
         partial = target_dir / f"model-int8.{os.getpid()}.onnx"
         try:
@@ -122,8 +126,9 @@ def _export(model_dir: Path, out: Path) -> None:
             self.model = model
 
         def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
-            return self.model(input_ids=input_ids, attention_mask=attention_mask,
-                              token_type_ids=token_type_ids).last_hidden_state
+            return self.model(
+                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+            ).last_hidden_state
 
     sample = tokenizer(["a short sample", "and a second, slightly longer sample"], return_tensors="pt", padding=True)
     if "token_type_ids" not in sample:
@@ -131,8 +136,13 @@ def _export(model_dir: Path, out: Path) -> None:
     with torch.inference_mode(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer chatter about Python control flow in the model
         torch.onnx.export(
-            Encoder().eval(), tuple(sample[k] for k in INPUTS), str(out), input_names=list(INPUTS),
-            output_names=["last_hidden_state"], opset_version=17, dynamo=False,
+            Encoder().eval(),
+            tuple(sample[k] for k in INPUTS),
+            str(out),
+            input_names=list(INPUTS),
+            output_names=["last_hidden_state"],
+            opset_version=17,
+            dynamo=False,
             dynamic_axes={name: {0: "batch", 1: "tokens"} for name in (*INPUTS, "last_hidden_state")},
         )
 
@@ -140,7 +150,9 @@ def _export(model_dir: Path, out: Path) -> None:
 class OnnxEncoder:
     """Texts to pooled, unit-length embeddings with the quantized model. Thread-safe."""
 
-    def __init__(self, model_dir: Path, cache_root: Path, tokenizer: Any, batch_size: int = 64, threads: int = 0) -> None:
+    def __init__(
+        self, model_dir: Path, cache_root: Path, tokenizer: Any, batch_size: int = 64, threads: int = 0
+    ) -> None:
         import onnxruntime as ort
 
         self.pipeline = read_pipeline(model_dir)

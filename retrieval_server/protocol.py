@@ -21,8 +21,9 @@ class Strict(BaseModel):
 class DocumentIn(Strict):
     text: str = Field(min_length=1)
     title: str | None = Field(default=None, max_length=1000)
-    source: str | None = Field(default=None, min_length=1, max_length=2000,
-                               description="Where it came from; the document id derives from it.")
+    source: str | None = Field(
+        default=None, min_length=1, max_length=2000, description="Where it came from; the document id derives from it."
+    )
     url: str | None = Field(default=None, max_length=2000)
     id: str | None = Field(default=None, pattern=DOCUMENT_ID_PATTERN, description="Overrides the derived id.")
     format: Literal["txt", "md", "html"] = "txt"
@@ -87,9 +88,16 @@ class DocumentOut(BaseModel):
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> DocumentOut:
         return cls(
-            id=record["document_id"], title=record.get("title") or "", source=record.get("source") or "",
-            status=record.get("status") or "ready", chunks=int(record.get("chunks") or 0), url=record.get("url"),
-            type=record.get("type"), tags=record.get("tags") or [], metadata=record.get("metadata") or {},
-            content_hash=record.get("content_hash"), created_at=record.get("created_at"),
+            id=record["document_id"],
+            title=record.get("title") or "",
+            source=record.get("source") or "",
+            status=record.get("status") or "ready",
+            chunks=int(record.get("chunks") or 0),
+            url=record.get("url"),
+            type=record.get("type"),
+            tags=record.get("tags") or [],
+            metadata=record.get("metadata") or {},
+            content_hash=record.get("content_hash"),
+            created_at=record.get("created_at"),
             updated_at=record.get("updated_at"),
         )

@@ -25,8 +25,14 @@ def _service(request: Request) -> RetrievalService:
 
 
 def _outcome(outcome: IngestOutcome) -> dict[str, Any]:
-    return {"id": outcome.document_id, "object": "document", "title": outcome.title, "source": outcome.source,
-            "status": outcome.status, "chunks": outcome.chunks}
+    return {
+        "id": outcome.document_id,
+        "object": "document",
+        "title": outcome.title,
+        "source": outcome.source,
+        "status": outcome.status,
+        "chunks": outcome.chunks,
+    }
 
 
 @router.post("/v1/documents")
@@ -38,15 +44,23 @@ async def ingest_documents(request: Request) -> JSONResponse:
     elif media in ("application/json", ""):
         data = await read_json_object(request, service.settings.max_upload_bytes)
         if "documents" not in data:  # one document sent on its own
-            data = {"documents": [{k: v for k, v in data.items() if k != "collection"}], "collection": data.get("collection")}
+            data = {
+                "documents": [{k: v for k, v in data.items() if k != "collection"}],
+                "collection": data.get("collection"),
+            }
         body = validate_body(data, IngestRequest)
         documents, collection = service.documents_from_json(body.documents), body.collection
     else:
-        raise OpenAIError(f"Send JSON or multipart/form-data, not '{media}'.", status_code=415,
-                          error_type="invalid_request_error", code="unsupported_media_type")
+        raise OpenAIError(
+            f"Send JSON or multipart/form-data, not '{media}'.",
+            status_code=415,
+            error_type="invalid_request_error",
+            code="unsupported_media_type",
+        )
     outcomes = await service.ingest(documents, collection)
-    return JSONResponse({"object": "list", "data": [_outcome(o) for o in outcomes],
-                         "collection": service.collection(collection)})
+    return JSONResponse(
+        {"object": "list", "data": [_outcome(o) for o in outcomes], "collection": service.collection(collection)}
+    )
 
 
 @router.get("/v1/documents")

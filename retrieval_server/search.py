@@ -28,8 +28,15 @@ class SearchHit:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "id": self.id, "title": self.title, "source": self.source, "text": self.text, "score": self.score,
-            "origin": self.origin, "url": self.url, "heading": self.heading, "document_id": self.document_id,
+            "id": self.id,
+            "title": self.title,
+            "source": self.source,
+            "text": self.text,
+            "score": self.score,
+            "origin": self.origin,
+            "url": self.url,
+            "heading": self.heading,
+            "document_id": self.document_id,
             "chunk_index": self.chunk_index,
         }
 
@@ -45,16 +52,23 @@ class Widening:
 
 
 class IndexSearcher:
-    def __init__(self, index: VectorIndex, embedder: DenseEmbedder, sparse: SparseEncoder,
-                 prefetch_limit: int = 50, rrf_k: int = 60) -> None:
+    def __init__(
+        self,
+        index: VectorIndex,
+        embedder: DenseEmbedder,
+        sparse: SparseEncoder,
+        prefetch_limit: int = 50,
+        rrf_k: int = 60,
+    ) -> None:
         self.index = index
         self.embedder = embedder
         self.sparse = sparse
         self.prefetch_limit = prefetch_limit
         self.rrf_k = rrf_k
 
-    def search(self, collection: str, query: str, top_k: int, where: Where = (),
-               widening: Widening | None = None) -> list[SearchHit]:
+    def search(
+        self, collection: str, query: str, top_k: int, where: Where = (), widening: Widening | None = None
+    ) -> list[SearchHit]:
         if not self.index.collection_exists(collection):
             return []
         dense = self.embedder.embed_query(query)
@@ -76,12 +90,17 @@ class IndexSearcher:
             return top
         payload = record[0].payload
         generation, count = payload["generation"], int(payload.get("chunk_count") or 0)
-        wanted = [i for i in range(top.chunk_index - widening.max_chunks, top.chunk_index + widening.max_chunks + 1)
-                  if 0 <= i < count and i != top.chunk_index]
+        wanted = [
+            i
+            for i in range(top.chunk_index - widening.max_chunks, top.chunk_index + widening.max_chunks + 1)
+            if 0 <= i < count and i != top.chunk_index
+        ]
         ids = {chunk_point_id(top.document_id, generation, i): i for i in wanted}
         neighbours = {ids[h.id]: h for h in self.index.retrieve(collection, list(ids), with_dense=True) if h.dense}
-        similar = {i: float(np.dot(query, np.asarray(h.dense, dtype=np.float32))) >= widening.min_similarity
-                   for i, h in neighbours.items()}
+        similar = {
+            i: float(np.dot(query, np.asarray(h.dense, dtype=np.float32))) >= widening.min_similarity
+            for i, h in neighbours.items()
+        }
         texts = [top.text]
         for step in range(1, widening.max_chunks + 1):  # before the hit, walking outwards
             i = top.chunk_index - step
@@ -110,7 +129,14 @@ def join_overlapping(left: str, right: str, min_overlap: int = 8) -> str:
 def _to_hit(hit: IndexHit) -> SearchHit:
     p = hit.payload
     return SearchHit(
-        id=hit.id, title=str(p.get("title") or ""), source=str(p.get("source") or ""), text=str(p.get("text") or ""),
-        score=hit.score, origin="index", url=p.get("url"), heading=str(p.get("heading") or ""),
-        document_id=p.get("document_id"), chunk_index=p.get("chunk_index"),
+        id=hit.id,
+        title=str(p.get("title") or ""),
+        source=str(p.get("source") or ""),
+        text=str(p.get("text") or ""),
+        score=hit.score,
+        origin="index",
+        url=p.get("url"),
+        heading=str(p.get("heading") or ""),
+        document_id=p.get("document_id"),
+        chunk_index=p.get("chunk_index"),
     )

@@ -30,12 +30,11 @@ from services.errors import (
 
 logger = logging.getLogger(__name__)
 
-DOCUMENTS_INGESTED = Counter(
-    "openchatkit_retrieval_documents_total", "Documents ingested, by outcome.", ["status"]
-)
+DOCUMENTS_INGESTED = Counter("openchatkit_retrieval_documents_total", "Documents ingested, by outcome.", ["status"])
 CHUNKS_WRITTEN = Counter("openchatkit_retrieval_chunks_written_total", "Chunks embedded and written.")
 SEARCH_SECONDS = Histogram(
-    "openchatkit_retrieval_search_seconds", "Search time (embedding, index and live sources).",
+    "openchatkit_retrieval_search_seconds",
+    "Search time (embedding, index and live sources).",
     buckets=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
 SOURCE_FAILURES = Counter(
@@ -57,8 +56,13 @@ def engine_errors() -> Iterator[None]:
 
 
 class RetrievalService:
-    def __init__(self, settings: RetrievalSettings, store: DocumentStore, searcher: IndexSearcher,
-                 live_sources: dict[str, Source]) -> None:
+    def __init__(
+        self,
+        settings: RetrievalSettings,
+        store: DocumentStore,
+        searcher: IndexSearcher,
+        live_sources: dict[str, Source],
+    ) -> None:
         self.settings = settings
         self.store = store
         self.searcher = searcher
@@ -83,11 +87,17 @@ class RetrievalService:
         for i, item in enumerate(items):
             source = item.source or item.url or (f"id:{item.id}" if item.id else None)
             if source is None:
-                raise BadRequestError("Each document needs a 'source', 'url' or 'id' to identify it.",
-                                      param=f"documents.{i}.source")
+                raise BadRequestError(
+                    "Each document needs a 'source', 'url' or 'id' to identify it.", param=f"documents.{i}.source"
+                )
             try:
-                document = load_text(item.text, source=source, fmt=item.format, title=item.title,
-                                     max_chars=self.settings.max_document_chars)
+                document = load_text(
+                    item.text,
+                    source=source,
+                    fmt=item.format,
+                    title=item.title,
+                    max_chars=self.settings.max_document_chars,
+                )
             except DocumentError as exc:
                 raise document_error(exc, f"documents.{i}") from None
             document.url, document.document_id = item.url, item.id
@@ -104,11 +114,19 @@ class RetrievalService:
             DOCUMENTS_INGESTED.labels(outcome.status).inc()
             if outcome.status != "unchanged":
                 CHUNKS_WRITTEN.inc(outcome.chunks)
-        logger.info("ingested", extra={"collection": name, "documents": len(outcomes),
-                                       "changed": sum(o.status != "unchanged" for o in outcomes)})
+        logger.info(
+            "ingested",
+            extra={
+                "collection": name,
+                "documents": len(outcomes),
+                "changed": sum(o.status != "unchanged" for o in outcomes),
+            },
+        )
         return outcomes
 
-    async def list_documents(self, collection: str | None, limit: int, after: str | None) -> tuple[list[dict[str, Any]], str | None]:
+    async def list_documents(
+        self, collection: str | None, limit: int, after: str | None
+    ) -> tuple[list[dict[str, Any]], str | None]:
         with engine_errors():
             return await asyncio.to_thread(self.store.list, self.collection(collection), limit, after)
 
@@ -141,11 +159,16 @@ class RetrievalService:
         chosen = [IndexSource(self.searcher, collection) if n == INDEX_SOURCE else self.live_sources[n] for n in names]
         widening = None
         if request.widen:
-            widening = Widening(request.widen_min_similarity if request.widen_min_similarity is not None
-                                else self.settings.widen_min_similarity, self.settings.widen_max_chunks)
+            widening = Widening(
+                request.widen_min_similarity
+                if request.widen_min_similarity is not None
+                else self.settings.widen_min_similarity,
+                self.settings.widen_max_chunks,
+            )
         started = time.perf_counter()
-        hits, statuses = await search_sources(chosen, request.query, request.top_k, where_of(request.filter),
-                                              widening, self.settings.rrf_k)
+        hits, statuses = await search_sources(
+            chosen, request.query, request.top_k, where_of(request.filter), widening, self.settings.rrf_k
+        )
         SEARCH_SECONDS.observe(time.perf_counter() - started)
         for name, status in statuses.items():
             if status.status != "ok":
@@ -162,7 +185,9 @@ class RetrievalService:
 
 
 def where_of(filter_: dict[str, str | list[str]] | None) -> list[Match]:
-    return [Match(name, tuple(value) if isinstance(value, list) else (value,)) for name, value in (filter_ or {}).items()]
+    return [
+        Match(name, tuple(value) if isinstance(value, list) else (value,)) for name, value in (filter_ or {}).items()
+    ]
 
 
 def document_error(exc: DocumentError, param: str | None = None) -> OpenAIError:

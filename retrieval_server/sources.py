@@ -98,7 +98,9 @@ class HttpJsonSource:
         self.cache = TTLCache(config.cache_ttl_s, config.cache_entries)
 
     def url_for(self, query: str, top_k: int) -> str:
-        return self.config.url_template.replace("{query}", urllib.parse.quote_plus(query)).replace("{top_k}", str(top_k))
+        return self.config.url_template.replace("{query}", urllib.parse.quote_plus(query)).replace(
+            "{top_k}", str(top_k)
+        )
 
     async def search(self, query: str, top_k: int, where: Where, widening: Widening | None) -> list[SearchHit]:
         key = (query, top_k)
@@ -122,10 +124,17 @@ class HttpJsonSource:
             url = _text(_at(item, self.config.url_field)) or None
             title = _text(_at(item, self.config.title_field)) or url or self.name
             digest = hashlib.sha256((url or text).encode()).hexdigest()[:16]
-            hits.append(SearchHit(
-                id=f"{self.name}:{digest}", title=title[:300], source=url or self.name,
-                text=text[: self.config.max_text_chars], score=1.0 / (rank + 1), origin=self.name, url=url,
-            ))
+            hits.append(
+                SearchHit(
+                    id=f"{self.name}:{digest}",
+                    title=title[:300],
+                    source=url or self.name,
+                    text=text[: self.config.max_text_chars],
+                    score=1.0 / (rank + 1),
+                    origin=self.name,
+                    url=url,
+                )
+            )
         return hits
 
 
@@ -146,8 +155,9 @@ def _text(value: Any) -> str:
     return str(value).strip()
 
 
-async def search_sources(sources: Sequence[Source], query: str, top_k: int, where: Where,
-                         widening: Widening | None, rrf_k: int = 60) -> tuple[list[SearchHit], dict[str, SourceStatus]]:
+async def search_sources(
+    sources: Sequence[Source], query: str, top_k: int, where: Where, widening: Widening | None, rrf_k: int = 60
+) -> tuple[list[SearchHit], dict[str, SourceStatus]]:
     """Ask every source at once; a failing source is reported, never fatal."""
 
     async def ask(source: Source) -> tuple[list[SearchHit], SourceStatus]:

@@ -21,13 +21,16 @@ async def read_upload(request: Request, settings: RetrievalSettings) -> tuple[li
     limit = settings.max_upload_bytes
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit + FORM_OVERHEAD_BYTES:
-        raise PayloadTooLargeError(f"The upload is {declared} bytes; the limit is {limit}.", param="file",
-                                   code="upload_too_large")
+        raise PayloadTooLargeError(
+            f"The upload is {declared} bytes; the limit is {limit}.", param="file", code="upload_too_large"
+        )
     form = await request.form(max_files=MAX_FILES, max_fields=32)
     try:
         uploads = [f for f in [*form.getlist("file"), *form.getlist("files")] if isinstance(f, UploadFile)]
         if not uploads:
-            raise BadRequestError("Send the document as a form file field named 'file'.", param="file", code="missing_file")
+            raise BadRequestError(
+                "Send the document as a form file field named 'file'.", param="file", code="missing_file"
+            )
         collection = _field(form.get("collection"))
         if collection is not None and not re.match(COLLECTION_PATTERN, collection):
             raise BadRequestError(f"Invalid collection name '{collection}'.", param="collection")
@@ -41,15 +44,24 @@ async def read_upload(request: Request, settings: RetrievalSettings) -> tuple[li
             data = await upload.read()
             total += len(data)
             if total > limit:
-                raise PayloadTooLargeError(f"'{name}' takes the upload past {limit} bytes.", param="file",
-                                           code="upload_too_large")
+                raise PayloadTooLargeError(
+                    f"'{name}' takes the upload past {limit} bytes.", param="file", code="upload_too_large"
+                )
             try:
-                documents += load_upload(name, data, source=source, title=title, media_type=upload.content_type,
-                                         max_chars=settings.max_document_chars)
+                documents += load_upload(
+                    name,
+                    data,
+                    source=source,
+                    title=title,
+                    media_type=upload.content_type,
+                    max_chars=settings.max_document_chars,
+                )
             except DocumentError as exc:
                 raise document_error(exc, "file") from None
         if len(documents) > settings.max_documents_per_request * 100:
-            raise PayloadTooLargeError(f"{len(documents)} records in one upload is too many.", code="too_many_documents")
+            raise PayloadTooLargeError(
+                f"{len(documents)} records in one upload is too many.", code="too_many_documents"
+            )
         return documents, collection
     finally:
         await form.close()

@@ -25,7 +25,7 @@ from rich.console import Console
 from openchatkit.bench.results import summarize, write_result
 from retrieval_server.chunking import Section
 from retrieval_server.config import RetrievalSettings
-from retrieval_server.documents import CHUNK_FILTER_FIELDS, DocumentStore, chunk_point_id, document_id_for
+from retrieval_server.documents import CHUNK_FILTER_FIELDS, chunk_point_id, document_id_for
 from retrieval_server.embeddings import DenseEmbedder, SparseEncoder
 from retrieval_server.index import CollectionSpec, HybridQuery, IndexPoint, VectorIndex, open_index
 from retrieval_server.loaders import SourceDocument
@@ -87,13 +87,16 @@ def _timed_embedder(embedder: DenseEmbedder, spent: list[float]) -> Callable[[An
     return embed
 
 
-def bench_ingest(settings: RetrievalSettings, embedder: DenseEmbedder, chunks: int, text: SyntheticText,
-                 console: Console) -> dict[str, Any]:
+def bench_ingest(
+    settings: RetrievalSettings, embedder: DenseEmbedder, chunks: int, text: SyntheticText, console: Console
+) -> dict[str, Any]:
     """The whole ingest pipeline into a fresh Edge index, documents of ~8 chunks each."""
     from retrieval_server.app import build_store
 
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as scratch:
-        local = settings.model_copy(update={"qdrant_url": None, "qdrant_path": Path(scratch), "embedded_engine": "edge"})
+        local = settings.model_copy(
+            update={"qdrant_url": None, "qdrant_path": Path(scratch), "embedded_engine": "edge"}
+        )
         store = build_store(local, embedder)
         spent: list[float] = []
         store.embedder.embed = _timed_embedder(embedder, spent)  # type: ignore[method-assign]
@@ -111,27 +114,47 @@ def bench_ingest(settings: RetrievalSettings, embedder: DenseEmbedder, chunks: i
         store.index.close()
     written = sum(o.chunks for o in outcomes)
     return {
-        "documents": len(outcomes), "chunks": written, "seconds": elapsed, "chunks_per_s": written / elapsed,
-        "embed_seconds": sum(spent), "embed_chunks_per_s": written / sum(spent) if spent else None,
-        "chunk_tokens": settings.chunk_tokens, "chunk_overlap_tokens": settings.chunk_overlap_tokens,
-        "embedding_model": embedder.name, "embedding_dtype": embedder.dtype, "engine": "edge",
-        "loadavg_1m_before": load_before, "loadavg_1m_after": os.getloadavg()[0],
+        "documents": len(outcomes),
+        "chunks": written,
+        "seconds": elapsed,
+        "chunks_per_s": written / elapsed,
+        "embed_seconds": sum(spent),
+        "embed_chunks_per_s": written / sum(spent) if spent else None,
+        "chunk_tokens": settings.chunk_tokens,
+        "chunk_overlap_tokens": settings.chunk_overlap_tokens,
+        "embedding_model": embedder.name,
+        "embedding_dtype": embedder.dtype,
+        "engine": "edge",
+        "loadavg_1m_before": load_before,
+        "loadavg_1m_after": os.getloadavg()[0],
     }
 
 
 def _payload(i: int, chunk_text: str) -> dict[str, Any]:
     document_id = document_id_for(f"bench://scale/{i // 8}")
-    return {"document_id": document_id, "generation": "g0", "chunk_index": i % 8, "chunk_count": 8,
-            "title": f"Synthetic document {i // 8}", "heading": "", "text": chunk_text,
-            "source": f"bench://scale/{i // 8}", "file_name": f"{i // 8}", "url": None, "type": "txt", "tags": [],
-            "metadata": {}}
+    return {
+        "document_id": document_id,
+        "generation": "g0",
+        "chunk_index": i % 8,
+        "chunk_count": 8,
+        "title": f"Synthetic document {i // 8}",
+        "heading": "",
+        "text": chunk_text,
+        "source": f"bench://scale/{i // 8}",
+        "file_name": f"{i // 8}",
+        "url": None,
+        "type": "txt",
+        "tags": [],
+        "metadata": {},
+    }
 
 
 class ScaleCorpus:
     """Chunk texts, BM25 vectors and dense vectors for up to ``size`` chunks, made once."""
 
-    def __init__(self, size: int, embedder: DenseEmbedder, sparse: SparseEncoder, text: SyntheticText,
-                 console: Console) -> None:
+    def __init__(
+        self, size: int, embedder: DenseEmbedder, sparse: SparseEncoder, text: SyntheticText, console: Console
+    ) -> None:
         self.texts = [text.paragraph(3) for _ in range(size)]
         console.print(f"scale corpus: embedding a pool of {min(POOL_SIZE, size)} chunks, mixing the rest")
         pool = embedder.embed(self.texts[:POOL_SIZE])
@@ -147,13 +170,27 @@ class ScaleCorpus:
         self.sparse = [sparse.encode_document(t) for t in self.texts]
 
     def points(self, start: int, stop: int) -> list[IndexPoint]:
-        return [IndexPoint(chunk_point_id("scale", "g0", i), _payload(i, self.texts[i]), self.dense[i].tolist(),
-                           self.sparse[i]) for i in range(start, stop)]
+        return [
+            IndexPoint(
+                chunk_point_id("scale", "g0", i), _payload(i, self.texts[i]), self.dense[i].tolist(), self.sparse[i]
+            )
+            for i in range(start, stop)
+        ]
 
 
-def bench_search(engine: str, sizes: list[int], corpus: ScaleCorpus, queries: list[str], store_dir: Path,
-                 embedder: DenseEmbedder, sparse: SparseEncoder, settings: RetrievalSettings, timed: int,
-                 optimize: bool, console: Console) -> list[dict[str, Any]]:
+def bench_search(
+    engine: str,
+    sizes: list[int],
+    corpus: ScaleCorpus,
+    queries: list[str],
+    store_dir: Path,
+    embedder: DenseEmbedder,
+    sparse: SparseEncoder,
+    settings: RetrievalSettings,
+    timed: int,
+    optimize: bool,
+    console: Console,
+) -> list[dict[str, Any]]:
     index: VectorIndex = open_index(path=store_dir / engine, engine=engine)  # type: ignore[arg-type]
     searcher = IndexSearcher(index, embedder, sparse, settings.prefetch_limit, settings.rrf_k)
     index.ensure_collection(CollectionSpec("bench", embedder.dimension, CHUNK_FILTER_FIELDS))
@@ -178,9 +215,16 @@ def bench_search(engine: str, sizes: list[int], corpus: ScaleCorpus, queries: li
     return rows
 
 
-def _time_queries(engine: str, size: int, index: VectorIndex, searcher: IndexSearcher,
-                  prepared: list[tuple[str, list[float], Any]], settings: RetrievalSettings, load_s: float,
-                  console: Console) -> dict[str, Any]:
+def _time_queries(
+    engine: str,
+    size: int,
+    index: VectorIndex,
+    searcher: IndexSearcher,
+    prepared: list[tuple[str, list[float], Any]],
+    settings: RetrievalSettings,
+    load_s: float,
+    console: Console,
+) -> dict[str, Any]:
     for q, _, _ in prepared[:3]:  # warm-up
         searcher.search("bench", q, 5)
     search_ms, engine_ms = [], []
@@ -191,15 +235,32 @@ def _time_queries(engine: str, size: int, index: VectorIndex, searcher: IndexSea
         started = time.perf_counter()
         index.query("bench", HybridQuery(dense, sparse_query, settings.prefetch_limit, settings.rrf_k), 5)
         engine_ms.append((time.perf_counter() - started) * 1000)
-    row = {"engine": engine, "size": size, "queries": len(prepared), "search_ms": summarize(search_ms),
-           "engine_ms": summarize(engine_ms), "load_s": load_s, "loadavg_1m": os.getloadavg()[0]}
-    console.print(f"{engine:>14} {size:>7} chunks: search p50 {row['search_ms']['p50']:.1f} ms "
-                  f"p95 {row['search_ms']['p95']:.1f} ms (engine p50 {row['engine_ms']['p50']:.1f} ms)")
+    row = {
+        "engine": engine,
+        "size": size,
+        "queries": len(prepared),
+        "search_ms": summarize(search_ms),
+        "engine_ms": summarize(engine_ms),
+        "load_s": load_s,
+        "loadavg_1m": os.getloadavg()[0],
+    }
+    console.print(
+        f"{engine:>14} {size:>7} chunks: search p50 {row['search_ms']['p50']:.1f} ms "
+        f"p95 {row['search_ms']['p95']:.1f} ms (engine p50 {row['engine_ms']['p50']:.1f} ms)"
+    )
     return row
 
 
-def run_benchmark(sizes: list[int], queries: int, ingest_chunks: int, engines: list[str], slow_engine_queries: int,
-                  optimize: bool, out: Path, console: Console) -> Path:
+def run_benchmark(
+    sizes: list[int],
+    queries: int,
+    ingest_chunks: int,
+    engines: list[str],
+    slow_engine_queries: int,
+    optimize: bool,
+    out: Path,
+    console: Console,
+) -> Path:
     from retrieval_server.app import load_embedder
 
     settings = RetrievalSettings()
@@ -207,27 +268,39 @@ def run_benchmark(sizes: list[int], queries: int, ingest_chunks: int, engines: l
     sparse = SparseEncoder()
     text = SyntheticText()
     ingest = bench_ingest(settings, embedder, ingest_chunks, text, console)
-    console.print(f"ingest: {ingest['chunks']} chunks in {ingest['seconds']:.1f}s = {ingest['chunks_per_s']:.0f} chunks/s")
+    console.print(
+        f"ingest: {ingest['chunks']} chunks in {ingest['seconds']:.1f}s = {ingest['chunks_per_s']:.0f} chunks/s"
+    )
     corpus = ScaleCorpus(max(sizes), embedder, sparse, text, console)
     query_texts = [text.query(corpus.texts[random.Random(i).randrange(len(corpus.texts))]) for i in range(queries)]
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench-search-") as scratch:
         for engine in engines:
             timed = queries if engine == "edge" else min(queries, slow_engine_queries)
-            rows += bench_search(engine, sizes, corpus, query_texts, Path(scratch), embedder, sparse, settings,
-                                 timed, optimize, console)
+            rows += bench_search(
+                engine, sizes, corpus, query_texts, Path(scratch), embedder, sparse, settings, timed, optimize, console
+            )
     largest = [r for r in rows if r["engine"] == "edge" and r["size"] == max(sizes)]
     payload = {
-        "corpus": (f"synthetic: pseudo-word sentences; real embeddings for {min(POOL_SIZE, max(sizes))} chunks, "
-                   "mixtures of two of them plus noise beyond; BM25 from each chunk's own text"),
+        "corpus": (
+            f"synthetic: pseudo-word sentences; real embeddings for {min(POOL_SIZE, max(sizes))} chunks, "
+            "mixtures of two of them plus noise beyond; BM25 from each chunk's own text"
+        ),
         "ingest": ingest,
         "search": rows,
         "goals": {
-            "ingest_chunks_per_s": {"goal": GOAL_INGEST_CHUNKS_PER_S, "value": ingest["chunks_per_s"],
-                                    "met": ingest["chunks_per_s"] >= GOAL_INGEST_CHUNKS_PER_S},
-            "search_p50_ms_at_largest": {"goal": GOAL_SEARCH_P50_MS, "size": max(sizes), "engine": "edge",
-                                         "value": largest[0]["search_ms"]["p50"] if largest else None,
-                                         "met": bool(largest) and largest[0]["search_ms"]["p50"] <= GOAL_SEARCH_P50_MS},
+            "ingest_chunks_per_s": {
+                "goal": GOAL_INGEST_CHUNKS_PER_S,
+                "value": ingest["chunks_per_s"],
+                "met": ingest["chunks_per_s"] >= GOAL_INGEST_CHUNKS_PER_S,
+            },
+            "search_p50_ms_at_largest": {
+                "goal": GOAL_SEARCH_P50_MS,
+                "size": max(sizes),
+                "engine": "edge",
+                "value": largest[0]["search_ms"]["p50"] if largest else None,
+                "met": bool(largest) and largest[0]["search_ms"]["p50"] <= GOAL_SEARCH_P50_MS,
+            },
         },
     }
     path = write_result("retrieval", payload, out)
@@ -248,8 +321,14 @@ def plot(payload: dict[str, Any], png: Path) -> None:
         sizes = [r["size"] for r in rows]
         marker = "s" if engine == "edge+hnsw" else "o"
         line = left.plot(sizes, [r["search_ms"]["p50"] for r in rows], marker=marker, label=f"{engine} p50")[0]
-        left.plot(sizes, [r["search_ms"]["p95"] for r in rows], marker=marker, linestyle="--",
-                  color=line.get_color(), label=f"{engine} p95")
+        left.plot(
+            sizes,
+            [r["search_ms"]["p95"] for r in rows],
+            marker=marker,
+            linestyle="--",
+            color=line.get_color(),
+            label=f"{engine} p95",
+        )
     left.axhline(GOAL_SEARCH_P50_MS, color="grey", linestyle=":", label="goal p50 20 ms")
     left.set_xscale("log")
     left.set_yscale("log")

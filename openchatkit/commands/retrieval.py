@@ -12,7 +12,15 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from openchatkit.apps import app, bench_app, eval_app
-from retrieval_server.bulk_ingest import IngestReport, LocalIngest, RemoteIngest, report_json
+from retrieval_server.bulk_ingest import (
+    IngestReport,
+    LocalIngest,
+    OnChunks,
+    OnDocument,
+    OnFile,
+    RemoteIngest,
+    report_json,
+)
 from retrieval_server.config import RetrievalSettings
 from retrieval_server.documents import IngestOutcome
 from retrieval_server.index import IndexError_
@@ -26,10 +34,18 @@ def ingest(
     paths: Annotated[list[Path], typer.Argument(help="Files and folders (.txt .md .html .pdf .jsonl .parquet).")],
     url: Annotated[str, typer.Option(help="The retrieval service.")] = "http://127.0.0.1:8003",
     collection: Annotated[str | None, typer.Option(help="Collection (default: the service's).")] = None,
-    local: Annotated[bool, typer.Option("--local", help="Write the embedded index directly (the service must be stopped).")] = False,
-    data_dir: Annotated[Path | None, typer.Option(help="--local: the stack's data directory (default RETRIEVAL_DATA_DIR).")] = None,
-    optimize: Annotated[bool, typer.Option("--optimize", help="--local: build HNSW indexes afterwards (large corpora).")] = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="One line per document and per written batch.")] = False,
+    local: Annotated[
+        bool, typer.Option("--local", help="Write the embedded index directly (the service must be stopped).")
+    ] = False,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="--local: the stack's data directory (default RETRIEVAL_DATA_DIR).")
+    ] = None,
+    optimize: Annotated[
+        bool, typer.Option("--optimize", help="--local: build HNSW indexes afterwards (large corpora).")
+    ] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="One line per document and per written batch.")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
 ) -> None:
     """Ingest documents; unchanged ones are skipped, changed ones replaced."""
@@ -42,9 +58,16 @@ def ingest(
         raise typer.Exit(0)
     settings = RetrievalSettings(**({"data_dir": data_dir} if data_dir else {}))
     report = IngestReport()
-    with Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("{task.fields[status]}"), TimeElapsedColumn(), console=console,
-                  disable=verbose or not console.is_terminal) as progress:
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(),
+        console=console,
+        disable=verbose or not console.is_terminal,
+    ) as progress:
         task = progress.add_task("files", total=len(files), status="")
 
         def on_chunks(count: int) -> None:
@@ -52,7 +75,8 @@ def ingest(
                 print(f"written {count} chunks", flush=True)
 
         def on_document(outcome: IngestOutcome) -> None:
-            progress.update(task, status=f"{report.created + report.updated} new/changed, {report.unchanged} unchanged, {report.chunks} chunks")
+            changed = report.created + report.updated
+            progress.update(task, status=f"{changed} new/changed, {report.unchanged} unchanged, {report.chunks} chunks")
             if verbose:
                 print(f"{outcome.status} {outcome.document_id} {outcome.chunks} chunks {outcome.source}", flush=True)
 
@@ -76,13 +100,23 @@ def ingest(
     if as_json:
         print(report_json(report))
     else:
-        console.print(f"{report.created} created, {report.updated} updated, {report.unchanged} unchanged, "
-                      f"{report.chunks} chunks written, {len(report.failures)} failed")
+        console.print(
+            f"{report.created} created, {report.updated} updated, {report.unchanged} unchanged, "
+            f"{report.chunks} chunks written, {len(report.failures)} failed"
+        )
     raise typer.Exit(1 if report.failures else 0)
 
 
-def run_local(files: list[Path], settings: RetrievalSettings, collection: str | None, optimize: bool,
-              report: IngestReport, on_chunks, on_document, on_file) -> None:  # type: ignore[no-untyped-def]
+def run_local(
+    files: list[Path],
+    settings: RetrievalSettings,
+    collection: str | None,
+    optimize: bool,
+    report: IngestReport,
+    on_chunks: OnChunks,
+    on_document: OnDocument,
+    on_file: OnFile,
+) -> None:
     from retrieval_server.app import build_store, load_embedder
 
     store = build_store(settings, load_embedder(settings))
@@ -128,8 +162,12 @@ def bench_retrieval(
     queries: Annotated[int, typer.Option(help="Searches timed per size.")] = 200,
     ingest_chunks: Annotated[int, typer.Option(help="Chunks for the ingest throughput run.")] = 2000,
     engines: Annotated[str, typer.Option(help="edge and/or qdrant-client.")] = "edge,qdrant-client",
-    slow_engine_queries: Annotated[int, typer.Option(help="Searches timed on qdrant-client's exact Python engine.")] = 20,
-    optimize: Annotated[bool, typer.Option("--optimize/--no-optimize", help="Also time Edge with HNSW built at the largest size.")] = True,
+    slow_engine_queries: Annotated[
+        int, typer.Option(help="Searches timed on qdrant-client's exact Python engine.")
+    ] = 20,
+    optimize: Annotated[
+        bool, typer.Option("--optimize/--no-optimize", help="Also time Edge with HNSW built at the largest size.")
+    ] = True,
     out: Annotated[Path, typer.Option(help="Results folder.")] = Path("benchmarks/results"),
 ) -> None:
     """Ingest chunks/s, and search latency p50/p95 at several collection sizes (synthetic corpus)."""

@@ -174,20 +174,33 @@ class EdgeIndex(VectorIndex):
             request = edge.QueryRequest(
                 limit=limit,
                 prefetches=[
-                    edge.Prefetch(limit=query.prefetch_limit, query=edge.Query.Nearest([float(x) for x in query.dense], using=DENSE), filter=flt),
-                    edge.Prefetch(limit=query.prefetch_limit, query=edge.Query.Nearest(_sparse(query.sparse), using=SPARSE), filter=flt),
+                    edge.Prefetch(
+                        limit=query.prefetch_limit,
+                        query=edge.Query.Nearest([float(x) for x in query.dense], using=DENSE),
+                        filter=flt,
+                    ),
+                    edge.Prefetch(
+                        limit=query.prefetch_limit,
+                        query=edge.Query.Nearest(_sparse(query.sparse), using=SPARSE),
+                        filter=flt,
+                    ),
                 ],
                 query=edge.Fusion.Rrf(k=query.rrf_k),
                 with_payload=True,
             )
         elif isinstance(query, DenseQuery):
             request = edge.QueryRequest(
-                limit=limit, query=edge.Query.Nearest([float(x) for x in query.vector], using=DENSE), filter=flt,
+                limit=limit,
+                query=edge.Query.Nearest([float(x) for x in query.vector], using=DENSE),
+                filter=flt,
                 with_payload=True,
             )
         elif isinstance(query, SparseQuery):
             request = edge.QueryRequest(
-                limit=limit, query=edge.Query.Nearest(_sparse(query.vector), using=SPARSE), filter=flt, with_payload=True
+                limit=limit,
+                query=edge.Query.Nearest(_sparse(query.vector), using=SPARSE),
+                filter=flt,
+                with_payload=True,
             )
         else:  # pragma: no cover - the Query union is closed
             raise TypeError(f"unknown query {query!r}")

@@ -49,8 +49,9 @@ def _engine_errors(what: str) -> Iterator[None]:
 
 
 class QdrantClientIndex(VectorIndex):
-    def __init__(self, *, url: str | None = None, path: Path | None = None, api_key: str | None = None,
-                 timeout_s: float = 10.0) -> None:
+    def __init__(
+        self, *, url: str | None = None, path: Path | None = None, api_key: str | None = None, timeout_s: float = 10.0
+    ) -> None:
         if (url is None) == (path is None):
             raise ValueError("give exactly one of url (a Qdrant server) or path (embedded)")
         self.embedded = path is not None
@@ -121,7 +122,9 @@ class QdrantClientIndex(VectorIndex):
         if not ids:
             return []
         with _engine_errors(f"reading {collection}"):
-            records = self.client.retrieve(collection, list(ids), with_payload=True, with_vectors=[DENSE] if with_dense else False)
+            records = self.client.retrieve(
+                collection, list(ids), with_payload=True, with_vectors=[DENSE] if with_dense else False
+            )
         return [IndexHit(str(r.id), 1.0, dict(r.payload or {}), _dense_of(r.vector)) for r in records]
 
     def scroll(

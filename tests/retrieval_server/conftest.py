@@ -43,11 +43,22 @@ def open_engine(tmp_path: Path) -> Iterator[Callable[[str], VectorIndex]]:
 
 
 @pytest.fixture()
-def make_store(open_engine: Callable[..., VectorIndex], embedder: DenseEmbedder,
-               sparse: SparseEncoder) -> Callable[..., DocumentStore]:
-    def factory(engine: str = "edge", chunk_tokens: int = 64, overlap: int = 8, batch_chunks: int = 128,
-                where: Path | None = None) -> DocumentStore:
-        return DocumentStore(open_engine(engine, where), embedder, sparse,
-                             Chunker(embedder.tokenizer, chunk_tokens, overlap), batch_chunks)
+def make_store(
+    open_engine: Callable[..., VectorIndex], embedder: DenseEmbedder, sparse: SparseEncoder
+) -> Callable[..., DocumentStore]:
+    def factory(
+        engine: str = "edge",
+        chunk_tokens: int = 64,
+        overlap: int = 8,
+        batch_chunks: int = 128,
+        where: Path | None = None,
+    ) -> DocumentStore:
+        return DocumentStore(
+            open_engine(engine, where),
+            embedder,
+            sparse,
+            Chunker(embedder.tokenizer, chunk_tokens, overlap),
+            batch_chunks,
+        )
 
     return factory

@@ -38,10 +38,15 @@ def server(log_dir: Path, tmp_path_factory: pytest.TempPathFactory, json_api: st
         "web": {"url_template": json_api + "/search?q={query}&n={top_k}"},
         "slowweb": {"url_template": json_api + "/slow?q={query}", "timeout_s": 0.5},
     }
-    started = start_retrieval_server(log_dir, tmp_path_factory.mktemp("retrieval-api"), {
-        "RETRIEVAL_MAX_UPLOAD_BYTES": str(MAX_UPLOAD), "RETRIEVAL_MAX_DOCUMENT_CHARS": str(MAX_CHARS),
-        "RETRIEVAL_SOURCES": json.dumps(sources),
-    })
+    started = start_retrieval_server(
+        log_dir,
+        tmp_path_factory.mktemp("retrieval-api"),
+        {
+            "RETRIEVAL_MAX_UPLOAD_BYTES": str(MAX_UPLOAD),
+            "RETRIEVAL_MAX_DOCUMENT_CHARS": str(MAX_CHARS),
+            "RETRIEVAL_SOURCES": json.dumps(sources),
+        },
+    )
     yield started
     started.process.stop()
 
@@ -66,19 +71,32 @@ def listing(server: RetrievalServer, collection: str) -> list[dict]:
 
 def test_json_documents_round_trip(server: RetrievalServer, collection: str) -> None:
     fact = "The Quorvath lighthouse was painted teal in 1873 by Ada Pellwick."
-    created = server.ingest_text(fact, "notes/lighthouse.txt", title="Lighthouse", collection=collection,
-                                 tags=["history"], metadata={"year": 1873})
+    created = server.ingest_text(
+        fact,
+        "notes/lighthouse.txt",
+        title="Lighthouse",
+        collection=collection,
+        tags=["history"],
+        metadata={"year": 1873},
+    )
     assert created["status"] == "created" and created["chunks"] == 1 and created["id"].startswith("doc_")
     hits = server.search("Who painted the Quorvath lighthouse?", collection=collection)["data"]
     assert hits[0]["document_id"] == created["id"] and hits[0]["text"] == fact
     assert {"id", "title", "source", "text", "score"} <= set(hits[0]) and hits[0]["source"] == "notes/lighthouse.txt"
     one = server.get(f"/v1/documents/{created['id']}", params={"collection": collection}).json()
     assert one["tags"] == ["history"] and one["metadata"] == {"year": 1873} and one["status"] == "ready"
-    again = server.ingest_text(fact, "notes/lighthouse.txt", title="Lighthouse", collection=collection,
-                               tags=["history"], metadata={"year": 1873})
+    again = server.ingest_text(
+        fact,
+        "notes/lighthouse.txt",
+        title="Lighthouse",
+        collection=collection,
+        tags=["history"],
+        metadata={"year": 1873},
+    )
     assert again["status"] == "unchanged"
-    changed = server.ingest_text("The Quorvath lighthouse is now painted crimson.", "notes/lighthouse.txt",
-                                 collection=collection)
+    changed = server.ingest_text(
+        "The Quorvath lighthouse is now painted crimson.", "notes/lighthouse.txt", collection=collection
+    )
     assert changed["status"] == "updated" and changed["id"] == created["id"]
     texts = [h["text"] for h in server.search("Quorvath lighthouse colour", collection=collection, top_k=10)["data"]]
     assert texts == ["The Quorvath lighthouse is now painted crimson."]
@@ -90,13 +108,32 @@ def test_json_documents_round_trip(server: RetrievalServer, collection: str) -> 
 
 def test_every_file_type_uploads(server: RetrievalServer, collection: str) -> None:
     buffer = io.BytesIO()
-    pq.write_table(pa.Table.from_pylist([{"title": "Parq", "text": "The parquet fact is 771 owls.", "url": "https://p.example/1"}]), buffer)
+    pq.write_table(
+        pa.Table.from_pylist(
+            [{"title": "Parq", "text": "The parquet fact is 771 owls.", "url": "https://p.example/1"}]
+        ),
+        buffer,
+    )
     files = [
         ("file", ("plain.txt", b"The plain fact is 112 herons.", "text/plain")),
         ("file", ("marked.md", b"# Marked\n\nThe markdown fact is 223 cranes.", "text/markdown")),
-        ("file", ("page.html", b"<html><title>Paged</title><body><p>The html fact is 334 storks.</p></body></html>", "text/html")),
+        (
+            "file",
+            (
+                "page.html",
+                b"<html><title>Paged</title><body><p>The html fact is 334 storks.</p></body></html>",
+                "text/html",
+            ),
+        ),
         ("file", ("doc.pdf", minimal_pdf(["The pdf fact is 445 ibises."], "PDF title"), "application/pdf")),
-        ("file", ("dump.jsonl", jsonl([{"title": "Jay", "text": "The jsonl fact is 556 jays.", "url": "https://j.example/1"}]), "application/jsonl")),
+        (
+            "file",
+            (
+                "dump.jsonl",
+                jsonl([{"title": "Jay", "text": "The jsonl fact is 556 jays.", "url": "https://j.example/1"}]),
+                "application/jsonl",
+            ),
+        ),
         ("file", ("dump.parquet", buffer.getvalue(), "application/octet-stream")),
     ]
     response = server.post("/v1/documents", files=files, data={"collection": collection})
@@ -104,12 +141,21 @@ def test_every_file_type_uploads(server: RetrievalServer, collection: str) -> No
     data = response.json()["data"]
     assert [d["status"] for d in data] == ["created"] * 6
     assert [d["title"] for d in data] == ["plain", "Marked", "Paged", "PDF title", "Jay", "Parq"]
-    for number, source in [("112", "plain.txt"), ("223", "marked.md"), ("334", "page.html"), ("445", "doc.pdf"),
-                           ("556", "https://j.example/1"), ("771", "https://p.example/1")]:
+    for number, source in [
+        ("112", "plain.txt"),
+        ("223", "marked.md"),
+        ("334", "page.html"),
+        ("445", "doc.pdf"),
+        ("556", "https://j.example/1"),
+        ("771", "https://p.example/1"),
+    ]:
         top = server.search(f"fact {number}", collection=collection, top_k=1)["data"][0]
         assert number in top["text"] and top["source"] == source
-    single = server.post("/v1/documents", files={"file": ("x.txt", b"Named upload.")},
-                         data={"collection": collection, "source": "custom/source.txt", "title": "Custom"})
+    single = server.post(
+        "/v1/documents",
+        files={"file": ("x.txt", b"Named upload.")},
+        data={"collection": collection, "source": "custom/source.txt", "title": "Custom"},
+    )
     assert single.json()["data"][0]["source"] == "custom/source.txt" and single.json()["data"][0]["title"] == "Custom"
 
 
@@ -122,11 +168,16 @@ def test_every_file_type_uploads(server: RetrievalServer, collection: str) -> No
         ([("tool.exe", b"MZ\x90\x00binary")], 415, "unsupported_file_type"),
         ([("huge.txt", b"word " * (MAX_UPLOAD // 5 + 100))], 413, "upload_too_large"),
         ([("long.txt", b"w" * (MAX_CHARS + 10))], 413, "document_too_large"),
-        ([("ok.txt", b"A fine document."), ("bad.jsonl", b'{"text": "fine"}\n{"text": ""}\n')], 400, "invalid_document"),
+        (
+            [("ok.txt", b"A fine document."), ("bad.jsonl", b'{"text": "fine"}\n{"text": ""}\n')],
+            400,
+            "invalid_document",
+        ),
     ],
 )
-def test_bad_uploads_are_refused_and_nothing_is_stored(server: RetrievalServer, collection: str,
-                                                       files: list[tuple[str, bytes]], status: int, code: str) -> None:
+def test_bad_uploads_are_refused_and_nothing_is_stored(
+    server: RetrievalServer, collection: str, files: list[tuple[str, bytes]], status: int, code: str
+) -> None:
     response = server.post("/v1/documents", files=[("file", f) for f in files], data={"collection": collection})
     error = error_of(response, status)
     assert error["code"] == code and error["param"] == "file"
@@ -154,12 +205,21 @@ def test_bad_json_documents(server: RetrievalServer, body: dict, param: str) -> 
 
 def test_request_level_errors(server: RetrievalServer, collection: str) -> None:
     error_of(server.post("/v1/documents", content=b"{oops", headers={"Content-Type": "application/json"}), 400)
-    assert error_of(server.post("/v1/documents", content=b"text", headers={"Content-Type": "text/plain"}), 415)["code"] == "unsupported_media_type"
+    assert (
+        error_of(server.post("/v1/documents", content=b"text", headers={"Content-Type": "text/plain"}), 415)["code"]
+        == "unsupported_media_type"
+    )
     error_of(server.post("/v1/documents", json={"text": "x" * (MAX_UPLOAD + 10), "source": "s"}), 413)
     error_of(server.post("/v1/documents", files={"other": ("a.txt", b"x")}), 400)
-    for body, param in [({"query": ""}, "query"), ({"query": "  "}, "query"), ({"query": "q", "top_k": 0}, "top_k"),
-                        ({"query": "q", "top_k": 51}, "top_k"), ({"query": "q", "filter": {"secret": "x"}}, "filter"),
-                        ({"query": "q", "sources": ["nowhere"]}, "sources"), ({"query": "q", "extra": 1}, "extra")]:
+    for body, param in [
+        ({"query": ""}, "query"),
+        ({"query": "  "}, "query"),
+        ({"query": "q", "top_k": 0}, "top_k"),
+        ({"query": "q", "top_k": 51}, "top_k"),
+        ({"query": "q", "filter": {"secret": "x"}}, "filter"),
+        ({"query": "q", "sources": ["nowhere"]}, "sources"),
+        ({"query": "q", "extra": 1}, "extra"),
+    ]:
         assert error_of(server.post("/v1/search", json=body), 400)["param"] == param
     error_of(server.get("/v1/documents", params={"limit": 0}), 400)
     error_of(server.get("/v1/documents/doc_missing", params={"collection": collection}), 404)
@@ -167,8 +227,12 @@ def test_request_level_errors(server: RetrievalServer, collection: str) -> None:
 
 def test_filters_and_top_k(server: RetrievalServer, collection: str) -> None:
     for i in range(6):
-        server.ingest_text(f"Moon base {i} grows {i * 11} potatoes.", f"base{i}.txt", collection=collection,
-                           tags=["even" if i % 2 == 0 else "odd"])
+        server.ingest_text(
+            f"Moon base {i} grows {i * 11} potatoes.",
+            f"base{i}.txt",
+            collection=collection,
+            tags=["even" if i % 2 == 0 else "odd"],
+        )
     hits = server.search("potatoes on the moon base", collection=collection, top_k=3)["data"]
     assert len(hits) == 3
     odd = server.search("potatoes", collection=collection, top_k=10, filter={"tags": "odd"})["data"]
@@ -178,7 +242,9 @@ def test_filters_and_top_k(server: RetrievalServer, collection: str) -> None:
 
 
 def test_live_sources_are_merged_and_failures_reported(server: RetrievalServer, collection: str) -> None:
-    server.ingest_text("Local archive: the ferry strike of 1961 lasted nine days.", "archive.txt", collection=collection)
+    server.ingest_text(
+        "Local archive: the ferry strike of 1961 lasted nine days.", "archive.txt", collection=collection
+    )
     answer = server.search("ferry strike", collection=collection, top_k=4, sources=["index", "web"])
     origins = [h["origin"] for h in answer["data"]]
     assert set(origins) == {"index", "web"} and len(origins) == 4
@@ -187,6 +253,9 @@ def test_live_sources_are_merged_and_failures_reported(server: RetrievalServer, 
     assert web["source"].startswith("https://live.example/") and "ferry strike" in web["text"]
     degraded = server.search("ferry strike", collection=collection, sources=["index", "slowweb"])
     assert degraded["sources"]["slowweb"]["status"] == "timeout" and degraded["data"][0]["origin"] == "index"
-    assert error_of(server.post("/v1/search", json={"query": "x", "sources": ["slowweb"]}), 503)["code"] == "sources_unavailable"
+    assert (
+        error_of(server.post("/v1/search", json={"query": "x", "sources": ["slowweb"]}), 503)["code"]
+        == "sources_unavailable"
+    )
     metrics = server.get("/metrics").text
     assert 'openchatkit_retrieval_source_failures_total{source="slowweb",status="timeout"}' in metrics

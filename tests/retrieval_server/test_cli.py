@@ -14,12 +14,15 @@ EVAL = REPO_ROOT / "retrieval_server" / "eval"
 
 
 def openchatkit(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "openchatkit.cli", *args], cwd=REPO_ROOT, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "openchatkit.cli", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def test_eval_reports_the_four_metrics_and_meets_the_recall_goal() -> None:
-    done = openchatkit("eval", "retrieval", "--docs", str(EVAL / "docs"), "--questions", str(EVAL / "questions.jsonl"), "--json")
+    done = openchatkit(
+        "eval", "retrieval", "--docs", str(EVAL / "docs"), "--questions", str(EVAL / "questions.jsonl"), "--json"
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     metrics = json.loads(done.stdout)
     assert set(metrics) == {"recall_at_1", "recall_at_5", "mrr", "answer_in_context"}
@@ -41,15 +44,23 @@ def test_ingest_through_the_service(log_dir: Path, tmp_path: Path) -> None:
         folder.mkdir()
         (folder / "one.md").write_text("# One\n\nThe first moon of Pelloria is called Vash.")
         (folder / "two.txt").write_text("Pelloria's second moon, Quill, is made of ice.")
-        (folder / "wiki.jsonl").write_text("\n".join(json.dumps({"title": f"Page {i}", "text": f"Wiki page {i} text.",
-                                                                 "url": f"https://wiki.example/{i}"}) for i in range(70)))
+        (folder / "wiki.jsonl").write_text(
+            "\n".join(
+                json.dumps({"title": f"Page {i}", "text": f"Wiki page {i} text.", "url": f"https://wiki.example/{i}"})
+                for i in range(70)
+            )
+        )
         (folder / "junk.txt").write_bytes(bytes(range(256)) * 10)
         done = openchatkit("ingest", "--url", server.url, "--json", str(folder))
         assert done.returncode == 1  # one file failed, and says why
         report = json.loads(done.stdout)
         assert (report["created"], report["unchanged"]) == (72, 0)
-        assert [Path(f["path"]).name for f in report["failures"]] == ["junk.txt"] and "binary" in report["failures"][0]["error"]
-        again = json.loads(openchatkit("ingest", "--url", server.url, "--json", str(folder / "one.md"), str(folder / "two.txt")).stdout)
+        assert [Path(f["path"]).name for f in report["failures"]] == ["junk.txt"] and "binary" in report["failures"][0][
+            "error"
+        ]
+        again = json.loads(
+            openchatkit("ingest", "--url", server.url, "--json", str(folder / "one.md"), str(folder / "two.txt")).stdout
+        )
         assert (again["created"], again["unchanged"]) == (0, 2)
         hit = server.search("What is Pelloria's first moon called?", top_k=1)["data"][0]
         assert hit["source"] == str((folder / "one.md").resolve())
@@ -63,8 +74,20 @@ def test_ingest_through_the_service(log_dir: Path, tmp_path: Path) -> None:
 
 
 def test_bench_writes_json_and_png(tmp_path: Path) -> None:
-    done = openchatkit("bench", "retrieval", "--sizes", "300,600", "--queries", "10", "--ingest-chunks", "60",
-                       "--engines", "edge,qdrant-client", "--out", str(tmp_path))
+    done = openchatkit(
+        "bench",
+        "retrieval",
+        "--sizes",
+        "300,600",
+        "--queries",
+        "10",
+        "--ingest-chunks",
+        "60",
+        "--engines",
+        "edge,qdrant-client",
+        "--out",
+        str(tmp_path),
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads((tmp_path / "retrieval-latest.json").read_text())
     assert result["ingest"]["chunks"] >= 60 and result["ingest"]["chunks_per_s"] > 0

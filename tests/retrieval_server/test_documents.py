@@ -12,7 +12,6 @@ from retrieval_server.chunking import Section
 from retrieval_server.documents import DocumentStore, document_id_for, registry_name
 from retrieval_server.index import Match
 from retrieval_server.loaders import SourceDocument
-
 from tests.retrieval_server.conftest import ENGINES
 
 pytestmark = pytest.mark.parametrize("engine", ENGINES)
@@ -54,7 +53,9 @@ def test_create_skip_replace_delete(engine: str, make_store: Callable[..., Docum
     first = [doc("a.txt", long_text("Alpha", 20)), doc("b.txt", "Beta is short.")]
     outcomes = list(store.ingest(first, "c"))
     assert [(o.status, o.document_id) for o in outcomes] == [
-        ("created", document_id_for("a.txt")), ("created", document_id_for("b.txt"))]
+        ("created", document_id_for("a.txt")),
+        ("created", document_id_for("b.txt")),
+    ]
     assert outcomes[0].chunks > 3 and outcomes[1].chunks == 1
     assert [o.status for o in store.ingest(first, "c")] == ["unchanged", "unchanged"]
     before = store.get("c", document_id_for("a.txt"))
@@ -68,7 +69,9 @@ def test_create_skip_replace_delete(engine: str, make_store: Callable[..., Docum
     assert_consistent(store, "c")
 
 
-def test_the_same_source_twice_in_one_batch_keeps_the_later(engine: str, make_store: Callable[..., DocumentStore]) -> None:
+def test_the_same_source_twice_in_one_batch_keeps_the_later(
+    engine: str, make_store: Callable[..., DocumentStore]
+) -> None:
     store = make_store(engine)
     outcomes = list(store.ingest([doc("x.txt", "old words"), doc("x.txt", "new words")], "c"))
     assert [o.status for o in outcomes] == ["created", "updated"]
@@ -90,8 +93,9 @@ def test_listing_pages_through_every_document(engine: str, make_store: Callable[
     assert store.list("missing", 5) == ([], None)
 
 
-def _interrupted_write(store: DocumentStore, document: SourceDocument, chunks_written: int | None,
-                       delete_old: bool = False) -> None:
+def _interrupted_write(
+    store: DocumentStore, document: SourceDocument, chunks_written: int | None, delete_old: bool = False
+) -> None:
     """Leave the state a crash leaves: registry says writing, some (or all) new chunks are in."""
     pending = store._prepare("c", document)
     assert not isinstance(pending, type(None)) and hasattr(pending, "chunks")
@@ -102,8 +106,9 @@ def _interrupted_write(store: DocumentStore, document: SourceDocument, chunks_wr
     work = [(pending, chunk) for chunk in pending.chunks]
     store.index.upsert("c", store._chunk_points(work[: chunks_written if chunks_written is not None else len(work)]))
     if delete_old:
-        store.index.delete("c", [Match("document_id", (pending.document_id,)),
-                                 Match("generation", (pending.generation,), negate=True)])
+        store.index.delete(
+            "c", [Match("document_id", (pending.document_id,)), Match("generation", (pending.generation,), negate=True)]
+        )
 
 
 def _reopen(engine: str, store: DocumentStore, make_store: Callable[..., DocumentStore], where: Path) -> DocumentStore:
@@ -111,14 +116,18 @@ def _reopen(engine: str, store: DocumentStore, make_store: Callable[..., Documen
     return make_store(engine, where=where)
 
 
-def test_a_new_document_cut_off_mid_write_disappears(engine: str, make_store: Callable[..., DocumentStore],
-                                                    tmp_path: Path) -> None:
+def test_a_new_document_cut_off_mid_write_disappears(
+    engine: str, make_store: Callable[..., DocumentStore], tmp_path: Path
+) -> None:
     where = tmp_path / "idx"
     store = make_store(engine, where=where)
     list(store.ingest([doc("keep.txt", "Kept document.")], "c"))
     _interrupted_write(store, doc("new.txt", long_text("Gamma", 30)), chunks_written=2)
     raw = store.get("c", document_id_for("new.txt"))
-    assert raw["status"] == "writing" and store.index.count("c", [Match("document_id", (document_id_for("new.txt"),))]) == 2
+    assert (
+        raw["status"] == "writing"
+        and store.index.count("c", [Match("document_id", (document_id_for("new.txt"),))]) == 2
+    )
     store = _reopen(engine, store, make_store, where)
     assert store.get("c", document_id_for("new.txt")) is None
     assert store.index.count("c", [Match("document_id", (document_id_for("new.txt"),))]) == 0
@@ -128,8 +137,9 @@ def test_a_new_document_cut_off_mid_write_disappears(engine: str, make_store: Ca
     assert_consistent(store, "c")
 
 
-def test_a_replacement_cut_off_mid_write_rolls_back(engine: str, make_store: Callable[..., DocumentStore],
-                                                   tmp_path: Path) -> None:
+def test_a_replacement_cut_off_mid_write_rolls_back(
+    engine: str, make_store: Callable[..., DocumentStore], tmp_path: Path
+) -> None:
     where = tmp_path / "idx"
     store = make_store(engine, where=where)
     list(store.ingest([doc("a.txt", long_text("Old", 10))], "c"))
@@ -137,15 +147,20 @@ def test_a_replacement_cut_off_mid_write_rolls_back(engine: str, make_store: Cal
     _interrupted_write(store, doc("a.txt", long_text("New", 25)), chunks_written=3)
     store = _reopen(engine, store, make_store, where)
     restored = store.get("c", document_id_for("a.txt"))
-    assert (restored["status"], restored["generation"], restored["content_hash"]) == ("ready", old["generation"], old["content_hash"])
+    assert (restored["status"], restored["generation"], restored["content_hash"]) == (
+        "ready",
+        old["generation"],
+        old["content_hash"],
+    )
     assert_consistent(store, "c")
     assert [o.status for o in store.ingest([doc("a.txt", long_text("New", 25))], "c")] == ["updated"]
     assert_consistent(store, "c")
 
 
 @pytest.mark.parametrize("delete_old", [False, True])
-def test_a_replacement_with_all_new_chunks_in_rolls_forward(engine: str, delete_old: bool,
-                                                            make_store: Callable[..., DocumentStore], tmp_path: Path) -> None:
+def test_a_replacement_with_all_new_chunks_in_rolls_forward(
+    engine: str, delete_old: bool, make_store: Callable[..., DocumentStore], tmp_path: Path
+) -> None:
     where = tmp_path / "idx"
     store = make_store(engine, where=where)
     list(store.ingest([doc("a.txt", long_text("Old", 10))], "c"))
@@ -158,7 +173,9 @@ def test_a_replacement_with_all_new_chunks_in_rolls_forward(engine: str, delete_
     assert [o.status for o in store.ingest([doc("a.txt", long_text("New", 25))], "c")] == ["unchanged"]
 
 
-def test_an_interrupted_delete_is_finished(engine: str, make_store: Callable[..., DocumentStore], tmp_path: Path) -> None:
+def test_an_interrupted_delete_is_finished(
+    engine: str, make_store: Callable[..., DocumentStore], tmp_path: Path
+) -> None:
     where = tmp_path / "idx"
     store = make_store(engine, where=where)
     list(store.ingest([doc("a.txt", long_text("Doomed", 10)), doc("b.txt", "Stays.")], "c"))

@@ -3,11 +3,13 @@ the same queries the same way (qdrant-client tests its local and remote modes li
 
 from __future__ import annotations
 
+import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from itertools import groupby
 from pathlib import Path
 
+import httpx
 import pytest
 
 from retrieval_server.chunking import Chunker, chunk_context
@@ -22,18 +24,33 @@ from retrieval_server.index import (
     Match,
     SparseQuery,
     VectorIndex,
+    open_index,
 )
 from retrieval_server.loaders import iter_file_documents, iter_paths
 from retrieval_server.search import IndexSearcher
 
 EVAL_DOCS = Path(__file__).resolve().parents[2] / "retrieval_server" / "eval" / "docs"
 QUERIES = [
-    "How long is the Blue Loop tram line?", "desalination plant Cape Tull", "who discovered comet C/1998 R4",
-    "sourdough starter twenty years", "Hvita glacier retreat 312 metres", "robot weight limit 54 kilograms",
-    "ferry MV Gannet Rock", "Weaver's Map tapestry restored", "varroa mites oxalic acid",
-    "Mount Serak seismometers", "Anika Dorn chess", "Kestrel steam engine", "library Pell & Osei",
-    "marathon course record", "the of and", "museum opening hours on Sunday", "fog water millimetres",
-    "how much does a tram ticket cost", "Lake Orsine reservoir capacity", "who leads the botanical station",
+    "How long is the Blue Loop tram line?",
+    "desalination plant Cape Tull",
+    "who discovered comet C/1998 R4",
+    "sourdough starter twenty years",
+    "Hvita glacier retreat 312 metres",
+    "robot weight limit 54 kilograms",
+    "ferry MV Gannet Rock",
+    "Weaver's Map tapestry restored",
+    "varroa mites oxalic acid",
+    "Mount Serak seismometers",
+    "Anika Dorn chess",
+    "Kestrel steam engine",
+    "library Pell & Osei",
+    "marathon course record",
+    "the of and",
+    "museum opening hours on Sunday",
+    "fog water millimetres",
+    "how much does a tram ticket cost",
+    "Lake Orsine reservoir capacity",
+    "who leads the botanical station",
 ]
 
 
@@ -44,25 +61,57 @@ def chunk_points(embedder: DenseEmbedder, sparse: SparseEncoder) -> list[IndexPo
         for document in iter_file_documents(path, max_file_bytes=10**7, max_chars=10**7):
             for chunk in chunker.split(document.sections):
                 context = chunk_context(document.title, chunk.heading, chunk.text)
-                payload = {"document_id": path.stem, "file_name": path.name, "type": document.type,
-                           "chunk_index": chunk.index, "text": chunk.text, "tags": ["even" if chunk.index % 2 else "odd"]}
-                points.append(IndexPoint(str(uuid.uuid5(uuid.NAMESPACE_URL, f"{path.name}/{chunk.index}")), payload,
-                                         embedder.embed([context])[0].tolist(), sparse.encode_document(context)))
+                payload = {
+                    "document_id": path.stem,
+                    "file_name": path.name,
+                    "type": document.type,
+                    "chunk_index": chunk.index,
+                    "text": chunk.text,
+                    "tags": ["even" if chunk.index % 2 else "odd"],
+                }
+                points.append(
+                    IndexPoint(
+                        str(uuid.uuid5(uuid.NAMESPACE_URL, f"{path.name}/{chunk.index}")),
+                        payload,
+                        embedder.embed([context])[0].tolist(),
+                        sparse.encode_document(context),
+                    )
+                )
     return points
 
 
-@pytest.fixture()
-def twin_indexes(open_engine: Callable[[str], VectorIndex], embedder: DenseEmbedder,
-                 sparse: SparseEncoder) -> tuple[VectorIndex, VectorIndex, list[IndexPoint]]:
+QDRANT_URL = os.environ.get("RETRIEVAL_TEST_QDRANT_URL", "http://127.0.0.1:6333")
+
+
+def qdrant_server_index() -> VectorIndex:
+    try:
+        httpx.get(QDRANT_URL + "/readyz", timeout=2).raise_for_status()
+    except httpx.HTTPError as exc:
+        pytest.skip(f"NO QDRANT SERVER at {QDRANT_URL} ({exc}): set RETRIEVAL_TEST_QDRANT_URL to test the url= backend")
+    return open_index(url=QDRANT_URL)
+
+
+@pytest.fixture(params=["qdrant-client", "qdrant-server"])
+def twin_indexes(
+    request: pytest.FixtureRequest,
+    open_engine: Callable[[str], VectorIndex],
+    embedder: DenseEmbedder,
+    sparse: SparseEncoder,
+) -> Iterator[tuple[VectorIndex, VectorIndex, list[IndexPoint], str]]:
+    """Edge and another engine (qdrant-client embedded, or a Qdrant server when one answers)
+    holding the same points in a collection with a random name."""
+    other = qdrant_server_index() if request.param == "qdrant-server" else open_engine(request.param)
+    name = f"congruence-{uuid.uuid4().hex[:10]}"
     points = chunk_points(embedder, sparse)
-    pair = []
-    for engine in ("edge", "qdrant-client"):
-        index = open_engine(engine)
-        index.ensure_collection(CollectionSpec("c", embedder.dimension, CHUNK_FILTER_FIELDS))
+    pair = [open_engine("edge"), other]
+    for index in pair:
+        index.ensure_collection(CollectionSpec(name, embedder.dimension, CHUNK_FILTER_FIELDS))
         for start in range(0, len(points), 50):
-            index.upsert("c", points[start : start + 50])
-        pair.append(index)
-    return pair[0], pair[1], points
+            index.upsert(name, points[start : start + 50])
+    yield pair[0], pair[1], points, name
+    if request.param == "qdrant-server":
+        other.drop_collection(name)
+        other.close()
 
 
 def ranking(hits: list[IndexHit]) -> list[tuple[float, frozenset[str]]]:
@@ -85,28 +134,31 @@ def tie_free(hits: list[IndexHit]) -> bool:
 
 
 def test_dense_sparse_and_hybrid_answers_agree(twin_indexes, embedder: DenseEmbedder, sparse: SparseEncoder) -> None:
-    edge, client, points = twin_indexes
+    edge, client, points, name = twin_indexes
     assert len(points) > 60
     compared_hybrid = 0
     for text in QUERIES:
         dense, terms = embedder.embed_query(text).tolist(), sparse.encode_query(text)
         for query in (DenseQuery(dense), SparseQuery(terms)):
-            assert_same_ranking(edge.query("c", query, 10), client.query("c", query, 10), (text, query))
+            assert_same_ranking(edge.query(name, query, 10), client.query(name, query, 10), (text, query))
         if not terms.indices:
             continue
         # RRF works on ranks: compare wherever the engines' own rankings have no ties to order.
         everything = len(points)
-        dense_all, sparse_all = edge.query("c", DenseQuery(dense), everything), edge.query("c", SparseQuery(terms), everything)
+        dense_all, sparse_all = (
+            edge.query(name, DenseQuery(dense), everything),
+            edge.query(name, SparseQuery(terms), everything),
+        )
         if tie_free(dense_all) and tie_free(sparse_all):
             hybrid = HybridQuery(dense, terms, prefetch_limit=everything, rrf_k=60)
-            a, b = edge.query("c", hybrid, 8), client.query("c", hybrid, 8)
+            a, b = edge.query(name, hybrid, 8), client.query(name, hybrid, 8)
             assert [(h.id, round(h.score, 6)) for h in a] == [(h.id, round(h.score, 6)) for h in b], text
             compared_hybrid += 1
     assert compared_hybrid >= len(QUERIES) // 2
 
 
 def test_filters_counts_scrolls_and_deletes_agree(twin_indexes, embedder: DenseEmbedder) -> None:
-    edge, client, points = twin_indexes
+    edge, client, points, name = twin_indexes
     dense = embedder.embed_query("trams and ferries in the harbour").tolist()
     filters = [
         [Match("file_name", ("ferry_timetable.txt",))],
@@ -115,31 +167,37 @@ def test_filters_counts_scrolls_and_deletes_agree(twin_indexes, embedder: DenseE
         [Match("type", ("md", "txt"), negate=True)],
     ]
     for where in filters:
-        assert_same_ranking(edge.query("c", DenseQuery(dense), 5, where), client.query("c", DenseQuery(dense), 5, where))
-        assert edge.count("c", where) == client.count("c", where) > 0
-    assert edge.count("c") == client.count("c") == len(points)
+        assert_same_ranking(
+            edge.query(name, DenseQuery(dense), 5, where), client.query(name, DenseQuery(dense), 5, where)
+        )
+        assert edge.count(name, where) == client.count(name, where) > 0
+    assert edge.count(name) == client.count(name) == len(points)
 
     def all_ids(index: VectorIndex) -> list[str]:
         ids, offset = [], None
         while True:
-            hits, offset = index.scroll("c", [Match("type", ("html",))], 7, offset)
+            hits, offset = index.scroll(name, [Match("type", ("html",))], 7, offset)
             ids += [h.id for h in hits]
             if offset is None:
                 return ids
+
     assert all_ids(edge) == all_ids(client) and all_ids(edge)
 
     some = [points[0].id, points[5].id, str(uuid.uuid4())]
-    a, b = edge.retrieve("c", some, with_dense=True), client.retrieve("c", some, with_dense=True)
+    a, b = edge.retrieve(name, some, with_dense=True), client.retrieve(name, some, with_dense=True)
     assert sorted(h.id for h in a) == sorted(h.id for h in b) == sorted(some[:2])
     for x, y in zip(sorted(a, key=lambda h: h.id), sorted(b, key=lambda h: h.id), strict=True):
         assert x.payload == y.payload
         assert max(abs(p - q) for p, q in zip(x.dense, y.dense, strict=True)) < 1e-5
 
     for index in (edge, client):
-        index.delete("c", [Match("file_name", ("ferry_timetable.txt",)), Match("tags", ("odd",))])
-    assert edge.count("c") == client.count("c") < len(points)
-    assert edge.count("c", [Match("file_name", ("ferry_timetable.txt",))]) == client.count(
-        "c", [Match("file_name", ("ferry_timetable.txt",))]) > 0
+        index.delete(name, [Match("file_name", ("ferry_timetable.txt",)), Match("tags", ("odd",))])
+    assert edge.count(name) == client.count(name) < len(points)
+    assert (
+        edge.count(name, [Match("file_name", ("ferry_timetable.txt",))])
+        == client.count(name, [Match("file_name", ("ferry_timetable.txt",))])
+        > 0
+    )
 
 
 def test_collections_and_vector_sizes_are_checked_the_same_way(open_engine: Callable[[str], VectorIndex]) -> None:
@@ -177,12 +235,18 @@ def test_document_stores_on_both_engines_agree(make_store: Callable[..., Documen
         edge = stores[0]
         total = edge.index.count("docs")
         dense, terms = edge.embedder.embed_query(text).tolist(), edge.sparse.encode_query(text)
-        if terms.indices and not (tie_free(edge.index.query("docs", DenseQuery(dense), total))
-                                  and tie_free(edge.index.query("docs", SparseQuery(terms), total))):
+        if terms.indices and not (
+            tie_free(edge.index.query("docs", DenseQuery(dense), total))
+            and tie_free(edge.index.query("docs", SparseQuery(terms), total))
+        ):
             continue  # equal BM25 scores: the engines may rank them apart differently, and RRF follows ranks
-        answers = [[(score, frozenset((h.document_id, h.chunk_index) for h in group))
-                    for score, group in groupby(s.search("docs", text, 5), key=lambda h: round(h.score, 5))]
-                   for s in searchers]  # chunk ids differ between stores (random generations): compare content
+        answers = [
+            [
+                (score, frozenset((h.document_id, h.chunk_index) for h in group))
+                for score, group in groupby(s.search("docs", text, 5), key=lambda h: round(h.score, 5))
+            ]
+            for s in searchers
+        ]  # chunk ids differ between stores (random generations): compare content
         assert answers[0][:-1] == answers[1][:-1], text  # the last group may be cut at top_k differently
         assert answers[0][-1][0] == answers[1][-1][0], text
         compared += 1

@@ -33,14 +33,18 @@ def test_markdown_sections_follow_headings() -> None:
     [doc] = load_upload("x.md", text.encode(), max_chars=LIMIT)
     assert doc.title == "Front Title"
     assert [(s.heading, s.text) for s in doc.sections] == [
-        ("Top", "intro"), ("Top > Sub", "body\n```\n# not a heading\n```"), ("Top > Other", "more"),
+        ("Top", "intro"),
+        ("Top > Sub", "body\n```\n# not a heading\n```"),
+        ("Top > Other", "more"),
     ]
 
 
 def test_html_text_is_extracted_without_scripts_and_split_at_headings() -> None:
-    html = ("<html><head><title>Page</title><script>var x = 'secret';</script></head><body>"
-            "<h1>Main</h1><p>First <b>bold</b> para.</p><!-- hidden --><h2>Part</h2><ul><li>one</li><li>two</li></ul>"
-            "<style>.a{}</style></body></html>")
+    html = (
+        "<html><head><title>Page</title><script>var x = 'secret';</script></head><body>"
+        "<h1>Main</h1><p>First <b>bold</b> para.</p><!-- hidden --><h2>Part</h2><ul><li>one</li><li>two</li></ul>"
+        "<style>.a{}</style></body></html>"
+    )
     [doc] = load_upload("p.html", html.encode(), max_chars=LIMIT)
     assert doc.title == "Page"
     assert [(s.heading, s.text) for s in doc.sections] == [("Main", "First bold para."), ("Main > Part", "one\ntwo")]
@@ -48,19 +52,25 @@ def test_html_text_is_extracted_without_scripts_and_split_at_headings() -> None:
 
 
 def test_pdf_pages_become_sections() -> None:
-    [doc] = load_upload("report.pdf", minimal_pdf(["The reactor output is 42 MW.", "Page two text."], "Reactor"),
-                        max_chars=LIMIT)
+    [doc] = load_upload(
+        "report.pdf", minimal_pdf(["The reactor output is 42 MW.", "Page two text."], "Reactor"), max_chars=LIMIT
+    )
     assert doc.title == "Reactor" and doc.type == "pdf"
-    assert [(s.heading, s.text) for s in doc.sections] == [("page 1", "The reactor output is 42 MW."),
-                                                           ("page 2", "Page two text.")]
+    assert [(s.heading, s.text) for s in doc.sections] == [
+        ("page 1", "The reactor output is 42 MW."),
+        ("page 2", "Page two text."),
+    ]
 
 
 def test_jsonl_and_parquet_records_are_documents() -> None:
-    records = [{"title": "Alpha", "text": "Alpha text.", "url": "https://w.example/Alpha"},
-               {"title": "Beta", "text": "Beta text."}]
+    records = [
+        {"title": "Alpha", "text": "Alpha text.", "url": "https://w.example/Alpha"},
+        {"title": "Beta", "text": "Beta text."},
+    ]
     docs = load_upload("dump.jsonl", jsonl(records), max_chars=LIMIT)
     assert [(d.title, d.source, d.url) for d in docs] == [
-        ("Alpha", "https://w.example/Alpha", "https://w.example/Alpha"), ("Beta", "dump.jsonl#dump #2", None),
+        ("Alpha", "https://w.example/Alpha", "https://w.example/Alpha"),
+        ("Beta", "dump.jsonl#dump #2", None),
     ]
     buffer = io.BytesIO()
     pq.write_table(pa.Table.from_pylist(records), buffer)

@@ -13,19 +13,48 @@ from retrieval_server.search import IndexSearcher, Widening, join_overlapping
 
 
 def corpus() -> list[SourceDocument]:
-    parts = [f"Paragraph {i} of the ship registry lists cargo vessels and their home ports along the coast." for i in range(8)]
+    parts = [
+        f"Paragraph {i} of the ship registry lists cargo vessels and their home ports along the coast."
+        for i in range(8)
+    ]
     return [
         SourceDocument("registry.txt", "Ship registry", [Section("", " ".join(parts))], "txt", tags=["ships"]),
-        SourceDocument("codes.txt", "Part codes", [Section("", "Replacement valve part number QX-7731-B fits the "
-                                                               "pump; part number QX-7713-B fits the boiler.")], "txt"),
-        SourceDocument("weather.md", "Weather", [Section("Storms", "Autumn storms close the harbour mouth to small boats.")],
-                       "md", tags=["weather"]),
-        SourceDocument("reactor.txt", "Reactor notes", [Section("", " ".join([
-            "The Zorblax reactor was commissioned in 2091.",
-            "The Zorblax reactor runs on cold fusion of deuterium.",
-            "The Zorblax reactor output is 420 megawatts.",
-            "Unrelated: the canteen serves lentil soup on Tuesdays and fish on Fridays.",
-        ] * 2))], "txt"),
+        SourceDocument(
+            "codes.txt",
+            "Part codes",
+            [
+                Section(
+                    "", "Replacement valve part number QX-7731-B fits the pump; part number QX-7713-B fits the boiler."
+                )
+            ],
+            "txt",
+        ),
+        SourceDocument(
+            "weather.md",
+            "Weather",
+            [Section("Storms", "Autumn storms close the harbour mouth to small boats.")],
+            "md",
+            tags=["weather"],
+        ),
+        SourceDocument(
+            "reactor.txt",
+            "Reactor notes",
+            [
+                Section(
+                    "",
+                    " ".join(
+                        [
+                            "The Zorblax reactor was commissioned in 2091.",
+                            "The Zorblax reactor runs on cold fusion of deuterium.",
+                            "The Zorblax reactor output is 420 megawatts.",
+                            "Unrelated: the canteen serves lentil soup on Tuesdays and fish on Fridays.",
+                        ]
+                        * 2
+                    ),
+                )
+            ],
+            "txt",
+        ),
     ]
 
 

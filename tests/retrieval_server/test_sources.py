@@ -36,8 +36,13 @@ async def test_results_are_mapped_to_cited_hits(json_api: str) -> None:
 
 
 async def test_dotted_field_mapping(json_api: str) -> None:
-    config = HttpSourceConfig(url_template=json_api + "/nested?q={query}", results_path="data.items",
-                              title_field="headline", text_field="body.text", url_field="link")
+    config = HttpSourceConfig(
+        url_template=json_api + "/nested?q={query}",
+        results_path="data.items",
+        title_field="headline",
+        text_field="body.text",
+        url_field="link",
+    )
     async with httpx.AsyncClient() as http:
         hits = await HttpJsonSource("data", config, http).search("ozone", 5, (), None)
     assert len(hits) == 3 and hits[2].title == "Live result 3 for ozone" and hits[2].text.endswith("about ozone.")
@@ -45,8 +50,12 @@ async def test_dotted_field_mapping(json_api: str) -> None:
 
 async def test_answers_are_cached_for_their_ttl(json_api: str) -> None:
     async with httpx.AsyncClient() as http:
-        cached = HttpJsonSource("web", HttpSourceConfig(url_template=json_api + "/search?q={query}", cache_ttl_s=60), http)
-        uncached = HttpJsonSource("web", HttpSourceConfig(url_template=json_api + "/search?q={query}", cache_ttl_s=0), http)
+        cached = HttpJsonSource(
+            "web", HttpSourceConfig(url_template=json_api + "/search?q={query}", cache_ttl_s=60), http
+        )
+        uncached = HttpJsonSource(
+            "web", HttpSourceConfig(url_template=json_api + "/search?q={query}", cache_ttl_s=0), http
+        )
         before = requests_seen(json_api)
         first = await cached.search("cache me", 3, (), None)
         assert await cached.search("cache me", 3, (), None) == first
@@ -78,7 +87,12 @@ async def test_failures_are_reported_per_source_not_raised(json_api: str) -> Non
         gone = HttpJsonSource("gone", HttpSourceConfig(url_template="http://127.0.0.1:9/x?q={query}"), http)
         hits, statuses = await search_sources([good, slow, broken, text, gone], "anything", 3, (), None)
     assert {n: s.status for n, s in statuses.items()} == {
-        "good": "ok", "slow": "timeout", "broken": "error", "text": "error", "gone": "unavailable"}
+        "good": "ok",
+        "slow": "timeout",
+        "broken": "error",
+        "text": "error",
+        "gone": "unavailable",
+    }
     assert "500" in (statuses["broken"].message or "") and len(hits) == 3 and all(h.origin == "good" for h in hits)
 
 

@@ -25,8 +25,11 @@ _lock = threading.Lock()
 
 def results(query: str, n: int) -> list[dict[str, str]]:
     return [
-        {"title": f"Live result {i} for {query}", "content": f"Live source fact number {i} about {query}.",
-         "url": f"https://live.example/{i}?q={urllib.parse.quote(query)}"}
+        {
+            "title": f"Live result {i} for {query}",
+            "content": f"Live source fact number {i} about {query}.",
+            "url": f"https://live.example/{i}?q={urllib.parse.quote(query)}",
+        }
         for i in range(1, n + 1)
     ]
 
@@ -55,7 +58,9 @@ class Handler(BaseHTTPRequestHandler):
         if url.path == "/search":
             self._json(200, {"results": results(query, n)})
         elif url.path == "/nested":
-            items = [{"headline": r["title"], "body": {"text": r["content"]}, "link": r["url"]} for r in results(query, n)]
+            items = [
+                {"headline": r["title"], "body": {"text": r["content"]}, "link": r["url"]} for r in results(query, n)
+            ]
             self._json(200, {"data": {"items": items}})
         elif url.path == "/slow":
             time.sleep(3)

@@ -57,12 +57,18 @@ class RetrievalServer:
             after = page["last_id"]
 
 
-def start_retrieval_server(log_dir: Path, data_dir: Path, env: dict[str, str] | None = None,
-                           collection: str | None = None) -> RetrievalServer:
+def start_retrieval_server(
+    log_dir: Path, data_dir: Path, env: dict[str, str] | None = None, collection: str | None = None
+) -> RetrievalServer:
     port = free_port()
     name = collection or unique_collection()
-    full_env = {"RETRIEVAL_PORT": str(port), "RETRIEVAL_DATA_DIR": str(data_dir), "RETRIEVAL_COLLECTION": name,
-                "RETRIEVAL_LOG_JSON": "false", **(env or {})}
+    full_env = {
+        "RETRIEVAL_PORT": str(port),
+        "RETRIEVAL_DATA_DIR": str(data_dir),
+        "RETRIEVAL_COLLECTION": name,
+        "RETRIEVAL_LOG_JSON": "false",
+        **(env or {}),
+    }
     process = ServiceProcess.module("retrieval", "retrieval_server", full_env, log_dir).start()
     server = RetrievalServer(f"http://127.0.0.1:{port}", data_dir, name, process, full_env)
     process.wait_http(server.url + "/ready", timeout=180)
@@ -96,8 +102,10 @@ def minimal_pdf(pages: list[str], title: str | None = None) -> bytes:
     for i, text in enumerate(pages):
         escaped = text.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
         stream = f"BT /F1 11 Tf 40 760 Td ({escaped}) Tj ET".encode()
-        objects.append(f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents {4 + 2 * i} 0 R "
-                       f"/Resources << /Font << /F1 {font_id} 0 R >> >> >>".encode())
+        objects.append(
+            f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents {4 + 2 * i} 0 R "
+            f"/Resources << /Font << /F1 {font_id} 0 R >> >> >>".encode()
+        )
         objects.append(b"<< /Length " + str(len(stream)).encode() + b" >>\nstream\n" + stream + b"\nendstream")
     objects.append(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>")
     info_ref = ""
