@@ -62,11 +62,12 @@ def test_openai_sdk_moderations_create(moderation: ModerationService) -> None:
     result = moderation.client().moderations.create(input=[BENIGN_VIOLENT_WORD, HARMFUL], model="anything")
     assert result.id.startswith("modr-")
     assert result.model == "openchatkit-moderation-minilm"
+    # The SDK's models keep our five categories next to its own (unset) ones.
     first, second = (r.model_dump() for r in result.results)
     assert first["flagged"] is False and second["flagged"] is True
-    assert first["categories"]["casual"] is True and sum(first["categories"].values()) == 1
-    assert second["categories"]["needs intervention"] is True
-    assert_distribution(second["category_scores"])
+    assert [label for label in LABELS if first["categories"][label]] == ["casual"]
+    assert [label for label in LABELS if second["categories"][label]] == ["needs intervention"]
+    assert_distribution({label: second["category_scores"][label] for label in LABELS})
 
 
 @pytest.mark.parametrize(
