@@ -109,6 +109,31 @@ async def run_batch(
     return stats
 
 
+async def paired_overhead(
+    http: httpx.AsyncClient, direct: Target, gateway: Target, model: str, pairs: int, stream: bool
+) -> dict[str, Any]:
+    """One-token requests, direct and through the gateway back to back: the median of the
+    paired differences is the gateway's added latency, with vLLM's own noise mostly cancelled."""
+    differences: list[float] = []
+    direct_s: list[float] = []
+    gateway_s: list[float] = []
+    for i in range(pairs):
+        order = (direct, gateway) if i % 2 == 0 else (gateway, direct)
+        timings: dict[str, float] = {}
+        for target in order:
+            stats = RunStats()
+            await one_request(http, target, model, PROMPTS[i % len(PROMPTS)], 1, stream, stats)
+            if stats.latencies:
+                timings[target.name] = stats.latencies[0]
+        if len(timings) == 2:
+            direct_s.append(timings[direct.name])
+            gateway_s.append(timings[gateway.name])
+            differences.append(timings[gateway.name] - timings[direct.name])
+    ms = lambda values: {k: (v * 1000 if k != "n" else v) for k, v in summarize(values).items()}  # noqa: E731
+    return {"stream": stream, "pairs": len(differences), "added_ms": ms(differences), "direct_ms": ms(direct_s),
+            "gateway_ms": ms(gateway_s)}
+
+
 def describe(stats: list[RunStats]) -> dict[str, Any]:
     latencies = [x for s in stats for x in s.latencies]
     ttfts = [x for s in stats for x in s.ttfts]
@@ -132,6 +157,7 @@ async def bench_gateway(
     rounds: int,
     max_tokens: int,
     on_progress: Any = None,
+    overhead_pairs: int = 200,
 ) -> dict[str, Any]:
     configs: list[dict[str, Any]] = []
     limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
@@ -161,7 +187,8 @@ async def bench_gateway(
                     "ratio": ratios(d, g),
                 }
                 configs.append(config)
-    return {"model": model, "max_tokens": max_tokens, "rounds": rounds, "configs": configs}
+        overhead = [await paired_overhead(http, direct, gateway, model, overhead_pairs, stream) for stream in (False, True)]
+    return {"model": model, "max_tokens": max_tokens, "rounds": rounds, "configs": configs, "overhead": overhead}
 
 
 def ratios(direct: dict[str, Any], gateway: dict[str, Any]) -> dict[str, float | None]:

@@ -28,6 +28,7 @@ def gateway(
     requests: Annotated[int, typer.Option(help="Requests per round and level.")] = 16,
     rounds: Annotated[int, typer.Option(help="Alternating direct/gateway rounds per level.")] = 4,
     max_tokens: Annotated[int, typer.Option()] = 32,
+    overhead_pairs: Annotated[int, typer.Option(help="Back-to-back one-token pairs for the added-latency estimate.")] = 200,
 ) -> None:
     """Latency, TTFT and tokens/s straight to vLLM vs through the gateway (stream and not)."""
     direct = Target("direct", direct_url.rstrip("/"), None)
@@ -43,7 +44,7 @@ def gateway(
         task = progress.add_task("benchmarking", total=steps)
         result = asyncio.run(
             bench_gateway(direct, through, model, concurrency, requests, rounds, max_tokens,
-                          on_progress=lambda: progress.advance(task))
+                          on_progress=lambda: progress.advance(task), overhead_pairs=overhead_pairs)
         )
     path = write_result("gateway", result)
     png = path.with_suffix(".png")
@@ -61,4 +62,10 @@ def gateway(
             f"{r['throughput']:.3f}" if r["throughput"] else "-",
         )
     console.print(table)
+    for o in result["overhead"]:
+        console.print(
+            f"added latency ({'stream' if o['stream'] else 'json'}, 1 token, {o['pairs']} paired requests): "
+            f"median {o['added_ms']['p50']:+.2f} ms, p95 {o['added_ms']['p95']:+.2f} ms "
+            f"(direct p50 {o['direct_ms']['p50']:.1f} ms)"
+        )
     console.print(f"wrote {path} and {png}")
