@@ -32,14 +32,23 @@ def bundled_model_dir() -> Path:
 @dataclass(frozen=True)
 class DecisionRule:
     """argmax, except that ``needs intervention`` wins once its probability reaches
-    ``intervention_threshold`` (tuned on the dev split for recall)."""
+    ``intervention_threshold``, unless the text is at least ``casual_veto`` likely casual.
+    Both are tuned on the dev split (recall of ``needs intervention`` against casual false flags)."""
 
     intervention_threshold: float = 0.5
+    casual_veto: float = 1.01  # above 1: no veto
 
     def label(self, scores: np.ndarray) -> str:
-        if scores[-1] >= self.intervention_threshold:
+        if scores[-1] >= self.intervention_threshold and scores[0] < self.casual_veto:
             return LABELS[-1]
         return LABELS[int(np.argmax(scores))]
+
+    def to_dict(self) -> dict[str, float]:
+        return {"intervention_threshold": self.intervention_threshold, "casual_veto": self.casual_veto}
+
+    @classmethod
+    def from_dict(cls, config: dict[str, Any]) -> DecisionRule:
+        return cls(float(config["intervention_threshold"]), float(config.get("casual_veto", 1.01)))
 
 
 class ClassifierNetwork(torch.nn.Module):
@@ -87,7 +96,7 @@ class TextClassifier:
         encoder = AutoModel.from_pretrained(str(directory / "encoder"))
         network = ClassifierNetwork(encoder, int(encoder.config.hidden_size), float(config["scale"]))
         network.head.load_state_dict(load_file(str(directory / HEAD_FILE)))
-        rule = DecisionRule(float(config["intervention_threshold"]))
+        rule = DecisionRule.from_dict(config)
         return cls(AutoTokenizer.from_pretrained(str(directory / "encoder")), network, rule, int(config["max_tokens"]))
 
     def save(self, directory: Path) -> None:
@@ -97,14 +106,17 @@ class TextClassifier:
         self.network.encoder.save_pretrained(str(directory / "encoder"))
         self.tokenizer.save_pretrained(str(directory / "encoder"))
         save_file({k: v.contiguous() for k, v in self.network.head.state_dict().items()}, str(directory / HEAD_FILE))
+        self.save_config(directory)
+
+    def save_config(self, directory: Path) -> None:
         config = {
             "labels": list(LABELS),
             "scale": self.network.scale,
             "max_tokens": self.max_tokens,
-            "intervention_threshold": self.rule.intervention_threshold,
+            **self.rule.to_dict(),
             "base_model": BASE_MODEL,
         }
-        (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+        _write_atomically(directory / CONFIG_FILE, json.dumps(config, indent=2) + "\n")
 
     def tokenize(self, texts: list[str], max_tokens: int | None = None) -> dict[str, torch.Tensor]:
         """A padded training batch (texts cut at the window)."""
@@ -148,3 +160,9 @@ class TextClassifier:
                 worst[owner] = key
                 out[owner] = scores
         return out
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    staging = path.with_name(path.name + ".tmp")
+    staging.write_text(text)
+    staging.replace(path)

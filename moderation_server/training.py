@@ -1,9 +1,11 @@
 """``openchatkit finetune moderation``: fine-tune the CPU classifier on ``data/train.jsonl``,
-pick the ``needs intervention`` threshold on ``data/dev.jsonl``, write the artifact.
+tune its decision rule on ``data/dev.jsonl``, write the artifact.
 
 Deterministic (fixed seed, fixed data order) and skipped when the artifact's fingerprint
-(data + recipe + base model + trainer version) is current. Training writes to a temporary
-directory and swaps it in, under a file lock, so a server never loads half an artifact.
+(data + recipe + base model + trainer version) is current; when only the decision tuning
+changed, the rule is re-tuned on the trained model in seconds. Training writes to a
+temporary directory and swaps it in, under a file lock, so a server never loads half an
+artifact.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from moderation_server.model import BASE_MODEL, DecisionRule, TextClassifier, bu
 logger = logging.getLogger(__name__)
 
 TRAINER_VERSION = "1"
+DECISION_VERSION = "2"
 MANIFEST_FILE = "manifest.json"
 Progress = Callable[[str], None]
 
@@ -48,7 +51,14 @@ class TrainingRecipe:
     # Extra loss weight per label on top of class balancing: missing "needs intervention"
     # and flagging "casual" are the costly mistakes.
     label_weights: tuple[float, ...] = (1.5, 1.0, 1.0, 1.0, 2.0)
-    threshold_candidates: tuple[float, ...] = (0.5, 0.4, 0.3, 0.25, 0.2, 0.15, 0.1)
+
+
+@dataclass(frozen=True)
+class DecisionTuning:
+    """The grid the dev split picks the decision rule from (see model.DecisionRule)."""
+
+    thresholds: tuple[float, ...] = (0.5, 0.4, 0.3, 0.25, 0.2, 0.15, 0.1, 0.05)
+    casual_vetoes: tuple[float, ...] = (1.01, 0.9, 0.8, 0.7, 0.6, 0.5)
 
 
 @dataclass
@@ -70,6 +80,13 @@ def fingerprint(recipe: TrainingRecipe) -> str:
     return digest.hexdigest()
 
 
+def decision_fingerprint(tuning: DecisionTuning) -> str:
+    digest = hashlib.sha256(f"decision={DECISION_VERSION}\n".encode())
+    digest.update(json.dumps(asdict(tuning), sort_keys=True).encode())
+    digest.update(split_path("dev").read_bytes())
+    return digest.hexdigest()
+
+
 def read_manifest(directory: Path) -> dict[str, Any] | None:
     try:
         return dict(json.loads((directory / MANIFEST_FILE).read_text()))
@@ -77,32 +94,61 @@ def read_manifest(directory: Path) -> dict[str, Any] | None:
         return None
 
 
-def is_current(directory: Path, recipe: TrainingRecipe | None = None) -> bool:
+def is_current(directory: Path, recipe: TrainingRecipe | None = None, tuning: DecisionTuning | None = None) -> bool:
     manifest = read_manifest(directory)
-    return manifest is not None and manifest.get("fingerprint") == fingerprint(recipe or TrainingRecipe())
+    return (
+        manifest is not None
+        and manifest.get("fingerprint") == fingerprint(recipe or TrainingRecipe())
+        and manifest.get("decision_fingerprint") == decision_fingerprint(tuning or DecisionTuning())
+    )
 
 
 def ensure_artifact(
-    directory: Path, *, force: bool = False, recipe: TrainingRecipe | None = None, progress: Progress | None = None
+    directory: Path,
+    *,
+    force: bool = False,
+    recipe: TrainingRecipe | None = None,
+    tuning: DecisionTuning | None = None,
+    progress: Progress | None = None,
 ) -> ArtifactStatus:
-    """Train unless a current artifact is already there (or ``force``)."""
-    recipe = recipe or TrainingRecipe()
+    """Train unless a current artifact is already there (or ``force``); re-tune the
+    decision rule alone when only its tuning changed."""
+    recipe, tuning = recipe or TrainingRecipe(), tuning or DecisionTuning()
     say = progress or logger.info
-    wanted = fingerprint(recipe)
+    wanted, wanted_decision = fingerprint(recipe), decision_fingerprint(tuning)
     with _training_lock(directory):
         manifest = read_manifest(directory)
         if not force and manifest is not None and manifest.get("fingerprint") == wanted:
+            if manifest.get("decision_fingerprint") != wanted_decision:
+                manifest = retune(directory, manifest, tuning, say)
+                manifest["decision_fingerprint"] = wanted_decision
+                _write_manifest(directory, manifest)
             return ArtifactStatus(directory, trained=False, manifest=manifest)
         staging = directory.with_name(f"{directory.name}.tmp-{os.getpid()}")
         shutil.rmtree(staging, ignore_errors=True)
         try:
             manifest = train(staging, recipe, say)
-            manifest["fingerprint"] = wanted
-            (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
+            manifest = retune(staging, manifest, tuning, say)
+            manifest["fingerprint"], manifest["decision_fingerprint"] = wanted, wanted_decision
+            _write_manifest(staging, manifest)
             _swap_in(staging, directory)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     return ArtifactStatus(directory, trained=True, manifest=manifest)
+
+
+def retune(directory: Path, manifest: dict[str, Any], tuning: DecisionTuning, say: Progress) -> dict[str, Any]:
+    """Pick the decision rule on the dev split for the trained model in ``directory``."""
+    classifier = TextClassifier.load(directory)
+    dev_set = load_split("dev")
+    gold = [e.label for e in dev_set]
+    scores = classifier.probabilities([e.text for e in dev_set])
+    classifier.rule = choose_rule(scores, gold, tuning)
+    classifier.save_config(directory)
+    report = evaluate(gold, [classifier.label(s) for s in scores])
+    say(f"dev: macro-F1 {report.macro_f1:.3f}, intervention recall {report.intervention_recall:.3f}, "
+        f"casual false flags {report.casual_false_flag_rate:.3f} (rule {classifier.rule.to_dict()})")
+    return {**manifest, "decision_rule": classifier.rule.to_dict(), "dev_metrics": report.to_dict()}
 
 
 def train(directory: Path, recipe: TrainingRecipe, say: Progress) -> dict[str, Any]:
@@ -140,12 +186,6 @@ def train(directory: Path, recipe: TrainingRecipe, say: Progress) -> dict[str, A
             total += float(loss.detach()) * len(batch)
         say(f"epoch {epoch + 1}/{recipe.epochs}: loss {total / len(train_set):.4f}")
     network.eval()
-    dev_scores = classifier.probabilities([e.text for e in dev_set])
-    threshold = choose_threshold(dev_scores, [e.label for e in dev_set], recipe.threshold_candidates)
-    classifier.rule = DecisionRule(threshold)
-    dev_report = evaluate([e.label for e in dev_set], [classifier.label(s) for s in dev_scores])
-    say(f"dev: macro-F1 {dev_report.macro_f1:.3f}, intervention recall {dev_report.intervention_recall:.3f}, "
-        f"casual false flags {dev_report.casual_false_flag_rate:.3f} (threshold {threshold})")
     classifier.save(directory)
     return {
         "trainer_version": TRAINER_VERSION,
@@ -153,24 +193,29 @@ def train(directory: Path, recipe: TrainingRecipe, say: Progress) -> dict[str, A
         "recipe": asdict(recipe),
         "train_examples": len(train_set),
         "dev_examples": len(dev_set),
-        "intervention_threshold": threshold,
-        "dev_metrics": dev_report.to_dict(),
         "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "training_seconds": round(time.monotonic() - started, 1),
     }
 
 
-def choose_threshold(scores: np.ndarray, gold: list[str], candidates: tuple[float, ...]) -> float:
-    """The ``needs intervention`` threshold with the best dev trade-off between its recall
-    and casual false flags (ties: the higher threshold)."""
-    best, best_value = candidates[0], -np.inf
-    for threshold in sorted(candidates, reverse=True):
-        rule = DecisionRule(threshold)
-        report = evaluate(gold, [rule.label(s) for s in scores])
-        value = report.intervention_recall - report.casual_false_flag_rate
-        if value > best_value + 1e-9:
-            best, best_value = threshold, value
+def choose_rule(scores: np.ndarray, gold: list[str], tuning: DecisionTuning) -> DecisionRule:
+    """The rule with the best dev trade-off between ``needs intervention`` recall and
+    casual false flags (ties: the one that escalates least)."""
+    best, best_value = DecisionRule(), -np.inf
+    for threshold in sorted(tuning.thresholds, reverse=True):
+        for veto in sorted(tuning.casual_vetoes, reverse=True):
+            rule = DecisionRule(threshold, veto)
+            report = evaluate(gold, [rule.label(s) for s in scores])
+            value = report.intervention_recall - report.casual_false_flag_rate
+            if value > best_value + 1e-9:
+                best, best_value = rule, value
     return best
+
+
+def _write_manifest(directory: Path, manifest: dict[str, Any]) -> None:
+    staging = directory / (MANIFEST_FILE + ".tmp")
+    staging.write_text(json.dumps(manifest, indent=2) + "\n")
+    staging.replace(directory / MANIFEST_FILE)
 
 
 def _class_weights(examples: list[LabelledText], extra: tuple[float, ...]) -> list[float]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import httpx
 import typer
@@ -16,9 +16,12 @@ from moderation_server.config import ModerationSettings
 from moderation_server.dataset import DatasetError, load_jsonl, load_split
 from moderation_server.evaluation import EvaluationReport, evaluate
 from moderation_server.labels import LABELS
-from moderation_server.model import TextClassifier
-from moderation_server.training import ensure_artifact, is_current
 from openchatkit.apps import bench_app, eval_app, finetune_app
+
+if TYPE_CHECKING:
+    from moderation_server.model import TextClassifier
+
+# torch and transformers load inside the commands, so the rest of the CLI starts fast.
 
 console = Console(stderr=True)
 
@@ -35,6 +38,9 @@ def artifact_dir(path: Path | None) -> Path:
 
 
 def load_local_classifier(path: Path | None) -> TextClassifier:
+    from moderation_server.model import TextClassifier
+    from moderation_server.training import is_current
+
     directory = artifact_dir(path)
     if not is_current(directory):
         console.print(f"[red]error:[/red] no current classifier at {directory}: run `openchatkit finetune moderation`")
@@ -48,6 +54,8 @@ def finetune_moderation(
     force: Annotated[bool, typer.Option("--force", help="Train even when the artifact is current.")] = False,
 ) -> None:
     """Fine-tune the CPU moderation classifier on moderation_server/data (skipped when current)."""
+    from moderation_server.training import ensure_artifact
+
     directory = artifact_dir(output)
     status = ensure_artifact(directory, force=force, progress=lambda line: console.print(line))
     metrics = status.manifest.get("dev_metrics", {})

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from moderation_server.dataset import SPLITS, DatasetError, load_jsonl, load_split
 from moderation_server.evaluation import evaluate
 from moderation_server.labels import LABELS
-from moderation_server.training import TrainingRecipe, fingerprint
+from moderation_server.model import DecisionRule
+from moderation_server.training import DecisionTuning, TrainingRecipe, choose_rule, fingerprint
 
 
 def test_splits_cover_every_label_and_do_not_overlap() -> None:
@@ -67,3 +69,15 @@ def test_evaluation_arithmetic() -> None:
 def test_fingerprint_follows_the_recipe() -> None:
     assert fingerprint(TrainingRecipe()) == fingerprint(TrainingRecipe())
     assert fingerprint(TrainingRecipe(epochs=1)) != fingerprint(TrainingRecipe())
+
+
+def test_decision_rule_and_its_tuning() -> None:
+    c, p, pr, n, i = LABELS
+    rule = DecisionRule(intervention_threshold=0.2, casual_veto=0.6)
+    assert rule.label(np.array([0.5, 0.1, 0.1, 0.05, 0.25])) == i  # escalated on a low NI probability
+    assert rule.label(np.array([0.7, 0.0, 0.0, 0.05, 0.25])) == c  # ... unless confidently casual
+    assert rule.label(np.array([0.1, 0.6, 0.1, 0.1, 0.1])) == p
+    # Dev texts: two interventions the argmax misses, one casual text with some NI probability.
+    scores = np.array([[0.1, 0.5, 0.1, 0.1, 0.2], [0.2, 0.1, 0.1, 0.3, 0.3], [0.65, 0.05, 0.0, 0.0, 0.3], [0.9, 0, 0, 0, 0.1]])
+    chosen = choose_rule(scores, [i, i, c, c], DecisionTuning(thresholds=(0.5, 0.2), casual_vetoes=(1.01, 0.6)))
+    assert chosen == DecisionRule(0.2, 0.6)
