@@ -102,15 +102,32 @@ def quantized_model(model_dir: Path, cache_root: Path) -> Path:
         fp32 = target_dir / f"model-fp32.{os.getpid()}.onnx"
         partial = target_dir / f"model-int8.{os.getpid()}.onnx"
         try:
-            _export(model_dir, fp32)
-            from onnxruntime.quantization import QuantType, quantize_dynamic
+            with _quiet():
+                _export(model_dir, fp32)
+                from onnxruntime.quantization import QuantType, quantize_dynamic
 
-            quantize_dynamic(str(fp32), str(partial), weight_type=QuantType.QInt8, per_channel=True)
+                quantize_dynamic(str(fp32), str(partial), weight_type=QuantType.QInt8, per_channel=True)
             os.replace(partial, target)
         finally:
             for leftover in (fp32, partial):
                 leftover.unlink(missing_ok=True)
     return target
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """The exporter and quantizer log every tensor on the root logger and draw progress bars."""
+    from transformers.utils import logging as hf_logging
+
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+        hf_logging.enable_progress_bar()
 
 
 def _export(model_dir: Path, out: Path) -> None:
