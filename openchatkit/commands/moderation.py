@@ -134,7 +134,7 @@ def _short(label: str) -> str:
 def bench_moderation(
     singles: Annotated[int, typer.Option(help="Single-text requests to time.")] = 300,
     batch_size: Annotated[int, typer.Option(help="Texts per batch for the throughput run.")] = 64,
-    batches: Annotated[int, typer.Option(help="Batches for the throughput run.")] = 10,
+    batches: Annotated[int, typer.Option(help="Batches for the throughput run.")] = 30,
     url: UrlOption = None,
     artifact: ArtifactOption = None,
 ) -> None:
@@ -156,8 +156,9 @@ def bench_moderation(
         target = {"mode": "in-process", "artifact": str(artifact_dir(artifact))}
     import torch
 
-    for text in texts[:20]:  # warm-up
+    for text in texts[:20]:  # warm-up, single texts and one full batch
         run([text])
+    run(texts[:batch_size])
     latencies = []
     for i in range(singles):
         started = time.perf_counter()

@@ -53,7 +53,12 @@ async def test_concurrent_requests_share_batches_and_get_their_own_answers(moder
 
 
 def test_long_text_is_judged_by_its_worst_part(moderation: ModerationService) -> None:
-    filler = "We talked about the garden, the weather and the new bakery on the corner. " * 20
+    filler = (
+        "Rome was founded, according to legend, in 753 BC by Romulus and Remus. Over the following centuries it grew "
+        "from a small settlement into the capital of an empire that stretched from Britain to Egypt. The Republic was "
+        "governed by elected magistrates and the Senate, and later the emperors ruled. The city is famous for its "
+        "architecture, including the Colosseum, the Pantheon and the Forum, and for its influence on law and language. "
+    ) * 3  # past the encoder's 256-token window: classified in chunks
     body = httpx.post(moderation.url + "/v1/classify", json={"input": [filler, filler + HARMFUL]}, timeout=30).json()
     assert [r["label"] for r in body["results"]] == ["casual", "needs intervention"]
 
