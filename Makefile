@@ -55,6 +55,7 @@ install-dev: $(STAMPS)/dev
 # Idempotent: each step is a no-op when its output is current.
 prepare: install
 	$(BIN)/openchatkit prepare-models
+	$(BIN)/openchatkit finetune moderation
 
 bench-gateway: install
 	$(BIN)/openchatkit bench gateway
