@@ -15,7 +15,9 @@ class ChatServerSettings(ServiceSettings):
 
     port: int = 8001
     profile: str = "smollm2-135m-instruct"
-    model_path: str | None = Field(default=None, description="Serve this directory or hub id instead of the profile's source.")
+    model_path: str | None = Field(
+        default=None, description="Serve this directory or hub id instead of the profile's source."
+    )
     cache_dir: Path = default_data_dir() / "models"
     tensor_parallel_size: int | None = Field(default=None, ge=1, description="Overrides the profile's value.")
     max_model_len: int | None = Field(default=None, ge=64, description="Overrides the profile's value.")

@@ -53,7 +53,13 @@ def _source_fingerprint(path: Path, source: GGUFSource, dtype: str) -> dict[str,
         version = importlib.metadata.version(source.package.replace("_", "-"))
     except importlib.metadata.PackageNotFoundError:
         version = "unknown"
-    return {"package": source.package, "version": version, "file": source.filename, "size": stat.st_size, "dtype": dtype}
+    return {
+        "package": source.package,
+        "version": version,
+        "file": source.filename,
+        "size": stat.st_size,
+        "dtype": dtype,
+    }
 
 
 def model_dir(profile: ModelProfile, cache_dir: Path) -> Path:

@@ -32,9 +32,13 @@ class ModelProfile(BaseModel):
     dtype: str = "auto"
     max_model_len: int
     tensor_parallel_size: int = 1
-    chat_template: str | None = Field(default=None, description="A file in chat_server/templates; None: the model's own.")
+    chat_template: str | None = Field(
+        default=None, description="A file in chat_server/templates; None: the model's own."
+    )
     stop: list[str] = Field(default_factory=list, description="Stop strings the gateway adds to every request.")
-    sampling_defaults: dict[str, Any] = Field(default_factory=dict, description="Applied when a request leaves them unset.")
+    sampling_defaults: dict[str, Any] = Field(
+        default_factory=dict, description="Applied when a request leaves them unset."
+    )
     role: Literal["chat", "moderation"] = "chat"
 
     def chat_template_path(self) -> Path | None:

@@ -48,8 +48,9 @@ class ChatCompletionService:
             forward["stop"] = stop
         base_id = uuid.uuid4().hex
         # vLLM names its answer chatcmpl-<X-Request-Id>; we set the id ourselves all the same.
-        turn = ChatTurn(id=f"chatcmpl-{base_id}", model=request.model, request=request, forward=forward,
-                        stream=bool(request.stream))
+        turn = ChatTurn(
+            id=f"chatcmpl-{base_id}", model=request.model, request=request, forward=forward, stream=bool(request.stream)
+        )
         for hook in self.hooks:
             await hook.before_generation(turn)
             if turn.refusal is not None:

@@ -14,10 +14,18 @@ class UpstreamConfig(BaseModel):
 
     url: str = Field(description="Base URL of its OpenAI API, e.g. http://127.0.0.1:8001/v1.")
     api_key: SecretStr | None = None
-    stop: list[str] = Field(default_factory=list, description="Stop strings added to every request (OpenChatKit: <human>).")
-    default_max_tokens: int | None = Field(default=None, ge=1, description="Tokens reserved for the answer when a request sets none.")
-    tokenizer: str | None = Field(default=None, description="Local tokenizer directory for counting; None: ask the upstream's /tokenize.")
-    chat_template: str | None = Field(default=None, description="Template file the upstream serves with, for local counting.")
+    stop: list[str] = Field(
+        default_factory=list, description="Stop strings added to every request (OpenChatKit: <human>)."
+    )
+    default_max_tokens: int | None = Field(
+        default=None, ge=1, description="Tokens reserved for the answer when a request sets none."
+    )
+    tokenizer: str | None = Field(
+        default=None, description="Local tokenizer directory for counting; None: ask the upstream's /tokenize."
+    )
+    chat_template: str | None = Field(
+        default=None, description="Template file the upstream serves with, for local counting."
+    )
 
     @property
     def root_url(self) -> str:

@@ -75,7 +75,9 @@ class ModerationPolicySettings(BaseModel):
         default="sentence", description="Classify streamed text per sentence, or per stream_window_tokens words."
     )
     stream_window_tokens: int = Field(default=24, ge=1, description="Window size in words (sentence mode: the cap).")
-    max_text_chars: int = Field(default=20_000, ge=100, description="Longer texts are classified in pieces; the worst counts.")
+    max_text_chars: int = Field(
+        default=20_000, ge=100, description="Longer texts are classified in pieces; the worst counts."
+    )
     safety_prompt: str = SAFETY_PROMPT
     refusal: str = REFUSAL
     answer_refusal: str = ANSWER_REFUSAL

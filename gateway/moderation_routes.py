@@ -27,7 +27,9 @@ async def create_moderation(request: Request) -> Response:
         headers["x-request-id"] = request_id
     url = settings.moderation.url.rstrip("/") + "/v1/moderations"
     with map_httpx_errors("the moderation service"):
-        answer = await request.app.state.http.post(url, content=body, headers=headers, timeout=settings.moderation.timeout_s)
+        answer = await request.app.state.http.post(
+            url, content=body, headers=headers, timeout=settings.moderation.timeout_s
+        )
     if answer.headers.get("content-type", "").startswith("application/json"):
         return Response(answer.content, status_code=answer.status_code, media_type="application/json")
     raise from_upstream_body(answer.status_code if answer.status_code >= 400 else 502, answer.content)

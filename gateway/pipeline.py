@@ -77,9 +77,7 @@ def refusal_body(turn: ChatTurn, text: str) -> dict[str, Any]:
         "object": "chat.completion",
         "created": int(time.time()),
         "model": turn.model,
-        "choices": [
-            {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "content_filter"}
-        ],
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "content_filter"}],
         "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
         **turn.extensions,
     }
@@ -92,4 +90,3 @@ def refusal_chunks(turn: ChatTurn, text: str) -> list[dict[str, Any]]:
         {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": text}, "finish_reason": None}]},
         {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "content_filter"}], **turn.extensions},
     ]
-

@@ -101,7 +101,6 @@ def sse_event(payload: dict[str, Any]) -> bytes:
 SSE_DONE = b"data: [DONE]\n\n"
 
 
-
 async def relay_stream(events: AsyncIterator[dict[str, Any] | object], response_id: str) -> AsyncIterator[bytes]:
     """Re-frame upstream events with our id; an upstream failure mid-stream ends it with an error event."""
     async with aclosing(events):  # a client that hangs up cancels the upstream request too

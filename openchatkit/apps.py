@@ -11,7 +11,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-bench_app = typer.Typer(help="Benchmarks; each writes JSON (and a PNG where useful) under benchmarks/results/.", no_args_is_help=True)
+bench_app = typer.Typer(
+    help="Benchmarks; each writes JSON (and a PNG where useful) under benchmarks/results/.", no_args_is_help=True
+)
 eval_app = typer.Typer(help="Quality evaluations.", no_args_is_help=True)
 finetune_app = typer.Typer(help="Fine-tuning recipes.", no_args_is_help=True)
 feedback_app = typer.Typer(help="Feedback data: export to training sets.", no_args_is_help=True)

@@ -63,7 +63,9 @@ def gateway_upstream(stack: StackSettings) -> dict[str, object]:
         "stop": profile.stop,
         "default_max_tokens": profile.sampling_defaults.get("max_tokens"),
     }
-    local_dir = chat.model_path or (str(model_dir(profile, chat.cache_dir)) if isinstance(profile.source, GGUFSource) else None)
+    local_dir = chat.model_path or (
+        str(model_dir(profile, chat.cache_dir)) if isinstance(profile.source, GGUFSource) else None
+    )
     if local_dir and Path(local_dir).is_dir():
         upstream["tokenizer"] = local_dir
         template = profile.chat_template_path()

@@ -106,7 +106,9 @@ class Supervisor:
         self._ready[spec.name].set()
         self.log(spec.name, "ready")
 
-    async def _wait_ready(self, spec: ServiceSpec, process: asyncio.subprocess.Process, http: httpx.AsyncClient) -> None:
+    async def _wait_ready(
+        self, spec: ServiceSpec, process: asyncio.subprocess.Process, http: httpx.AsyncClient
+    ) -> None:
         if spec.ready_url is None:
             return
         deadline = time.monotonic() + spec.ready_timeout_s

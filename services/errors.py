@@ -192,7 +192,9 @@ def describe_validation_errors(errors: list[Any]) -> BadRequestError:
     first = errors[0]
     loc = [str(p) for p in first.get("loc", ()) if p != "body"]
     if first.get("type") == "json_invalid":
-        return BadRequestError(f"The request body is not valid JSON: {first.get('ctx', {}).get('error', 'parse error')}.")
+        return BadRequestError(
+            f"The request body is not valid JSON: {first.get('ctx', {}).get('error', 'parse error')}."
+        )
     param = ".".join(loc) or None
     message = first.get("msg", "invalid value")
     where = f" at '{param}'" if param else ""

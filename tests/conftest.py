@@ -106,7 +106,11 @@ def chat_stack(smollm2_dir: Path, log_dir: Path) -> Iterator[ChatStack]:
     ).start()
     chat = ChatModelServer(f"http://127.0.0.1:{port}", CHAT_PROFILE, smollm2_dir, vllm)
     profile = get_profile(CHAT_PROFILE)
-    upstream = {"url": chat.v1, "tokenizer": str(smollm2_dir), "default_max_tokens": profile.sampling_defaults["max_tokens"]}
+    upstream = {
+        "url": chat.v1,
+        "tokenizer": str(smollm2_dir),
+        "default_max_tokens": profile.sampling_defaults["max_tokens"],
+    }
     gateway = None
     try:
         gateway = start_gateway(log_dir, [upstream], wait_ready=False)

@@ -74,7 +74,9 @@ async def one_request(
             stats.tokens += response.json()["usage"]["completion_tokens"]
         else:
             first: float | None = None
-            async with http.stream("POST", target.base_url + "/chat/completions", json=body, headers=headers) as response:
+            async with http.stream(
+                "POST", target.base_url + "/chat/completions", json=body, headers=headers
+            ) as response:
                 response.raise_for_status()
                 async for line in response.aiter_lines():
                     if not line.startswith("data: ") or line == "data: [DONE]":
@@ -130,8 +132,13 @@ async def paired_overhead(
             gateway_s.append(timings[gateway.name])
             differences.append(timings[gateway.name] - timings[direct.name])
     ms = lambda values: {k: (v * 1000 if k != "n" else v) for k, v in summarize(values).items()}  # noqa: E731
-    return {"stream": stream, "pairs": len(differences), "added_ms": ms(differences), "direct_ms": ms(direct_s),
-            "gateway_ms": ms(gateway_s)}
+    return {
+        "stream": stream,
+        "pairs": len(differences),
+        "added_ms": ms(differences),
+        "direct_ms": ms(direct_s),
+        "gateway_ms": ms(gateway_s),
+    }
 
 
 def describe(stats: list[RunStats]) -> dict[str, Any]:
@@ -187,7 +194,9 @@ async def bench_gateway(
                     "ratio": ratios(d, g),
                 }
                 configs.append(config)
-        overhead = [await paired_overhead(http, direct, gateway, model, overhead_pairs, stream) for stream in (False, True)]
+        overhead = [
+            await paired_overhead(http, direct, gateway, model, overhead_pairs, stream) for stream in (False, True)
+        ]
     return {"model": model, "max_tokens": max_tokens, "rounds": rounds, "configs": configs, "overhead": overhead}
 
 
@@ -215,10 +224,20 @@ def plot(result: dict[str, Any], path: str) -> None:
     xs = range(len(labels))
     width = 0.38
     for offset, side, color in ((-width / 2, "direct", "#888"), (width / 2, "gateway", "#2a7")):
-        left.bar([x + offset for x in xs], [c[side]["latency_ms"]["p50"] for c in result["configs"]], width,
-                 label=side, color=color)
-        right.bar([x + offset for x in xs], [c[side]["tokens_per_s"] for c in result["configs"]], width,
-                  label=side, color=color)
+        left.bar(
+            [x + offset for x in xs],
+            [c[side]["latency_ms"]["p50"] for c in result["configs"]],
+            width,
+            label=side,
+            color=color,
+        )
+        right.bar(
+            [x + offset for x in xs],
+            [c[side]["tokens_per_s"] for c in result["configs"]],
+            width,
+            label=side,
+            color=color,
+        )
     left.set_title("p50 latency (ms)")
     right.set_title("throughput (completion tokens/s)")
     for axis in (left, right):

@@ -28,7 +28,9 @@ def gateway(
     requests: Annotated[int, typer.Option(help="Requests per round and level.")] = 16,
     rounds: Annotated[int, typer.Option(help="Alternating direct/gateway rounds per level.")] = 4,
     max_tokens: Annotated[int, typer.Option()] = 32,
-    overhead_pairs: Annotated[int, typer.Option(help="Back-to-back one-token pairs for the added-latency estimate.")] = 200,
+    overhead_pairs: Annotated[
+        int, typer.Option(help="Back-to-back one-token pairs for the added-latency estimate.")
+    ] = 200,
 ) -> None:
     """Latency, TTFT and tokens/s straight to vLLM vs through the gateway (stream and not)."""
     direct = Target("direct", direct_url.rstrip("/"), None)
@@ -43,8 +45,17 @@ def gateway(
     with Progress(console=console) as progress:
         task = progress.add_task("benchmarking", total=steps)
         result = asyncio.run(
-            bench_gateway(direct, through, model, concurrency, requests, rounds, max_tokens,
-                          on_progress=lambda: progress.advance(task), overhead_pairs=overhead_pairs)
+            bench_gateway(
+                direct,
+                through,
+                model,
+                concurrency,
+                requests,
+                rounds,
+                max_tokens,
+                on_progress=lambda: progress.advance(task),
+                overhead_pairs=overhead_pairs,
+            )
         )
     path = write_result("gateway", result)
     png = path.with_suffix(".png")

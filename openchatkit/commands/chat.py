@@ -39,7 +39,9 @@ class ChatSession:
         if self.max_tokens is not None:
             options["max_tokens"] = self.max_tokens
         try:
-            stream = self.client.chat.completions.create(model=self.model, messages=self.messages(), stream=True, **options)
+            stream = self.client.chat.completions.create(
+                model=self.model, messages=self.messages(), stream=True, **options
+            )
             parts: list[str] = []
             for chunk in stream:
                 if chunk.choices and chunk.choices[0].delta.content:
@@ -81,7 +83,9 @@ def handle_command(session: ChatSession, line: str, console: Console) -> bool:
 
 @app.command("chat")
 def chat(
-    base_url: Annotated[str, typer.Option(envvar="OPENCHATKIT_BASE_URL", help="The gateway's OpenAI API.")] = "http://127.0.0.1:8000/v1",
+    base_url: Annotated[
+        str, typer.Option(envvar="OPENCHATKIT_BASE_URL", help="The gateway's OpenAI API.")
+    ] = "http://127.0.0.1:8000/v1",
     api_key: Annotated[str, typer.Option(envvar="OPENCHATKIT_API_KEY")] = "sk-local",
     model: Annotated[str | None, typer.Option(help="Model id (default: the first the gateway lists).")] = None,
     system: Annotated[str | None, typer.Option(help="A system prompt.")] = None,

@@ -19,7 +19,9 @@ console = Console(stderr=True)
 
 @app.command("prepare-models")
 def prepare_models(
-    profile: Annotated[list[str] | None, typer.Option(help="Profiles to prepare (default: the configured CHAT_PROFILE).")] = None,
+    profile: Annotated[
+        list[str] | None, typer.Option(help="Profiles to prepare (default: the configured CHAT_PROFILE).")
+    ] = None,
     cache_dir: Annotated[Path | None, typer.Option(help="Where prepared models go (default: CHAT_CACHE_DIR).")] = None,
 ) -> None:
     """Convert the small models shipped in PyPI packages into what vLLM serves. Idempotent."""
@@ -36,7 +38,7 @@ def prepare_models(
         ) as progress:
             task = progress.add_task(name, total=None)
 
-            def on_step(description: str, step: int, steps: int, task: int = task) -> None:
+            def on_step(description: str, step: int, steps: int, task: int = task, name: str = name) -> None:
                 progress.update(task, description=f"{name}: {description}", completed=step, total=steps)
 
             try:

@@ -26,10 +26,10 @@ def ready_banner(stack: StackSettings, model: str) -> str:
         f"OpenAI API: {base}/v1   API key: [bold]{stack.api_key}[/]   model: [bold]{model}[/]\n\n"
         f"curl {base}/v1/chat/completions \\\n"
         f"  -H 'Authorization: Bearer {stack.api_key}' -H 'Content-Type: application/json' \\\n"
-        f"  -d '{{\"model\": \"{model}\", \"messages\": [{{\"role\": \"user\", \"content\": \"Hello!\"}}]}}'\n\n"
+        f'  -d \'{{"model": "{model}", "messages": [{{"role": "user", "content": "Hello!"}}]}}\'\n\n'
         f"python -c \"import openai; c = openai.OpenAI(base_url='{base}/v1', api_key='{stack.api_key}'); "
         f"print(c.chat.completions.create(model='{model}', messages=[{{'role': 'user', 'content': 'Hello!'}}])"
-        f".choices[0].message.content)\"\n\n"
+        f'.choices[0].message.content)"\n\n'
         "Terminal chat: openchatkit chat      Stop: Ctrl-C\n"
     )
     return text
@@ -37,7 +37,9 @@ def ready_banner(stack: StackSettings, model: str) -> str:
 
 @app.command("run")
 def run(
-    api_key: Annotated[str | None, typer.Option(help="Key clients must send (default OPENCHATKIT_API_KEY or sk-local).")] = None,
+    api_key: Annotated[
+        str | None, typer.Option(help="Key clients must send (default OPENCHATKIT_API_KEY or sk-local).")
+    ] = None,
     port: Annotated[int | None, typer.Option(help="Gateway port (default 8000).")] = None,
 ) -> None:
     """Start the whole stack on this machine, print the URL, stop everything on Ctrl-C."""
@@ -57,5 +59,7 @@ def run(
             console.print(f"[red]error:[/red] {exc}")
             raise typer.Exit(1) from None
     supervisor = Supervisor(build_stack(stack), console)
-    code = asyncio.run(supervisor.run(on_ready=lambda: console.print(ready_banner(stack, profile.name), soft_wrap=True)))
+    code = asyncio.run(
+        supervisor.run(on_ready=lambda: console.print(ready_banner(stack, profile.name), soft_wrap=True))
+    )
     raise typer.Exit(code)

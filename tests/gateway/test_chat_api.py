@@ -231,11 +231,16 @@ def test_health_ready_metrics(chat_stack: ChatStack) -> None:
 def test_stream_usage_only_when_asked(chat_stack: ChatStack) -> None:
     client = chat_stack.gateway.client()
     messages = [{"role": "user", "content": "Say hi."}]
-    plain = list(client.chat.completions.create(model=chat_stack.chat.model, messages=messages, max_tokens=4, stream=True))
+    plain = list(
+        client.chat.completions.create(model=chat_stack.chat.model, messages=messages, max_tokens=4, stream=True)
+    )
     assert all(c.usage is None for c in plain)
     asked = list(
         client.chat.completions.create(
-            model=chat_stack.chat.model, messages=messages, max_tokens=4, stream=True,
+            model=chat_stack.chat.model,
+            messages=messages,
+            max_tokens=4,
+            stream=True,
             stream_options={"include_usage": True},
         )
     )

@@ -66,7 +66,9 @@ def stream_text(gateway: Gateway, text: str) -> tuple[str, str | None, list[dict
     return content, finish, extras
 
 
-def test_openai_sdk_moderations_through_the_gateway(moderation: ModerationService, gateway_factory: GatewayFactory) -> None:
+def test_openai_sdk_moderations_through_the_gateway(
+    moderation: ModerationService, gateway_factory: GatewayFactory
+) -> None:
     gateway = gateway_factory(env=moderated(moderation.url))
     result = gateway.client().moderations.create(input=[BENIGN_VIOLENT_WORD, HARMFUL])
     benign, harmful = (r.model_dump() for r in result.results)
@@ -114,7 +116,9 @@ def test_caution_adds_a_safety_system_prompt(moderation: ModerationService, gate
     assert after.usage.prompt_tokens > before.usage.prompt_tokens + 20
 
 
-def test_output_policy_replaces_a_blocked_answer(moderation: ModerationService, gateway_factory: GatewayFactory) -> None:
+def test_output_policy_replaces_a_blocked_answer(
+    moderation: ModerationService, gateway_factory: GatewayFactory
+) -> None:
     gateway = gateway_factory(env=moderated(moderation.url, output_actions=ALL_BLOCK))
     answer = ask(gateway, "Tell me a fun fact about octopuses.")
     assert answer.choices[0].message.content == ANSWER_REFUSAL

@@ -84,8 +84,12 @@ async def test_a_child_that_dies_stops_the_stack_with_an_error() -> None:
 
 async def test_a_child_that_never_gets_ready_fails_the_start() -> None:
     console, buffer = quiet_console()
-    never = ServiceSpec(name="never", argv=[sys.executable, "-c", "import time; time.sleep(60)"],
-                        ready_url=f"http://127.0.0.1:{free_port()}/", ready_timeout_s=2)
+    never = ServiceSpec(
+        name="never",
+        argv=[sys.executable, "-c", "import time; time.sleep(60)"],
+        ready_url=f"http://127.0.0.1:{free_port()}/",
+        ready_timeout_s=2,
+    )
     supervisor = Supervisor([never], console)
     code = await asyncio.wait_for(supervisor.run(), timeout=60)
     assert code == 1

@@ -59,7 +59,12 @@ def error_of(response) -> dict:  # type: ignore[no-untyped-def]
 def test_raised_errors_keep_status_type_and_param() -> None:
     response = client.get("/missing")
     assert response.status_code == 404
-    assert error_of(response) == {"message": "no such thing", "type": "not_found_error", "param": "id", "code": "not_found"}
+    assert error_of(response) == {
+        "message": "no such thing",
+        "type": "not_found_error",
+        "param": "id",
+        "code": "not_found",
+    }
     assert client.get("/down").status_code == 503
 
 

@@ -60,7 +60,9 @@ class ServiceProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if not self.alive():
-                raise RuntimeError(f"{self.name} exited ({self.process and self.process.returncode}):\n{self.log_tail()}")
+                raise RuntimeError(
+                    f"{self.name} exited ({self.process and self.process.returncode}):\n{self.log_tail()}"
+                )
             with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(url, timeout=2.0).status_code == status:
                     return
