@@ -21,7 +21,7 @@ from gateway.upstream import UpstreamClient
 from gateway.web_routes import router as web_router
 from gateway.web_routes import static_files
 from services.app import create_service_app
-from services.http import build_http_client
+from services.http import build_aiohttp_session, build_http_client
 
 
 def build_app(settings: GatewaySettings | None = None) -> FastAPI:
@@ -31,7 +31,8 @@ def build_app(settings: GatewaySettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         http = build_http_client(timeout=settings.request_timeout_s)
         registry = ModelRegistry(http, settings.upstreams, settings.model_refresh_s)
-        upstream = UpstreamClient(http)
+        session = build_aiohttp_session(timeout=settings.request_timeout_s)
+        upstream = UpstreamClient(session)
         app.state.settings = settings
         app.state.http = http
         app.state.registry = registry
@@ -46,6 +47,7 @@ def build_app(settings: GatewaySettings | None = None) -> FastAPI:
                 await refresher
             await close_hooks(app.state.chat.hooks)
             await http.aclose()
+            await session.close()
 
     async def chat_model_ready() -> bool:
         registry: ModelRegistry = app.state.registry

@@ -10,11 +10,11 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
+import aiohttp
 
 from gateway.models import ModelRoute, upstream_headers
 from services.errors import OpenAIError, UpstreamError, from_upstream_body, sse_error
-from services.http import map_httpx_errors
+from services.http import map_aiohttp_errors
 
 logger = logging.getLogger(__name__)
 
@@ -31,8 +31,10 @@ class Generation:
 
 
 class UpstreamClient:
-    def __init__(self, http: httpx.AsyncClient) -> None:
-        self._http = http
+    """Generation calls, on the gateway's aiohttp session (see services/http.py for why)."""
+
+    def __init__(self, session: aiohttp.ClientSession) -> None:
+        self._session = session
 
     async def generate(
         self, route: ModelRoute, path: str, body: dict[str, Any], *, stream: bool, id_prefix: str
@@ -48,17 +50,23 @@ class UpstreamClient:
         answer["id"] = response_id
         return Generation(response_id, body=answer)
 
-    def _request(self, route: ModelRoute, path: str, body: dict[str, Any], request_id: str) -> httpx.Request:
-        headers = {"X-Request-Id": request_id, **upstream_headers(route.upstream)}
-        return self._http.build_request("POST", route.upstream.url.rstrip("/") + path, json=body, headers=headers)
+    async def _send(
+        self, route: ModelRoute, path: str, body: dict[str, Any], request_id: str
+    ) -> aiohttp.ClientResponse:
+        headers = {"Content-Type": "application/json", "X-Request-Id": request_id, **upstream_headers(route.upstream)}
+        return await self._session.post(
+            route.upstream.url.rstrip("/") + path, data=json.dumps(body).encode(), headers=headers
+        )
 
     async def post(self, route: ModelRoute, path: str, body: dict[str, Any], request_id: str) -> dict[str, Any]:
-        with map_httpx_errors("the chat model"):
-            response = await self._http.send(self._request(route, path, body, request_id))
-        if response.status_code != 200:
-            raise from_upstream_body(response.status_code, response.content)
+        with map_aiohttp_errors("the chat model"):
+            response = await self._send(route, path, body, request_id)
+            async with response:
+                content = await response.read()
+        if response.status != 200:
+            raise from_upstream_body(response.status, content)
         try:
-            return dict(response.json())
+            return dict(json.loads(content))
         except ValueError as exc:
             raise UpstreamError("The chat model answered with invalid JSON.") from exc
 
@@ -67,23 +75,25 @@ class UpstreamClient:
     ) -> AsyncIterator[dict[str, Any] | object]:
         """Send the request and check its status now, so an upstream error becomes a
         proper HTTP error; then return the events (dicts, and DONE at the end)."""
-        with map_httpx_errors("the chat model"):
-            response = await self._http.send(self._request(route, path, body, request_id), stream=True)
-        if response.status_code != 200:
-            content = await response.aread()
-            await response.aclose()
-            raise from_upstream_body(response.status_code, content)
+        with map_aiohttp_errors("the chat model"):
+            response = await self._send(route, path, body, request_id)
+            if response.status != 200:
+                async with response:
+                    content = await response.read()
+                raise from_upstream_body(response.status, content)
         return _events(response)
 
 
-async def _events(response: httpx.Response) -> AsyncIterator[dict[str, Any] | object]:
+async def _events(response: aiohttp.ClientResponse) -> AsyncIterator[dict[str, Any] | object]:
+    finished = False
     try:
-        with map_httpx_errors("the chat model"):
-            async for line in response.aiter_lines():
-                if not line.startswith("data:"):
+        with map_aiohttp_errors("the chat model"):
+            async for raw in response.content:
+                if not raw.startswith(b"data:"):
                     continue
-                data = line[5:].strip()
-                if data == "[DONE]":
+                data = raw[5:].strip()
+                if data == b"[DONE]":
+                    finished = True
                     yield DONE
                     return
                 try:
@@ -91,7 +101,10 @@ async def _events(response: httpx.Response) -> AsyncIterator[dict[str, Any] | ob
                 except ValueError as exc:
                     raise UpstreamError("The chat model sent a malformed stream event.") from exc
     finally:
-        await response.aclose()
+        if finished:
+            response.release()
+        else:
+            response.close()  # dropping the connection makes vLLM abort the request
 
 
 def sse_event(payload: dict[str, Any]) -> bytes:

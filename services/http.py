@@ -1,10 +1,17 @@
-"""One ``httpx.AsyncClient`` per process, and the one place httpx errors become ours."""
+"""One ``httpx.AsyncClient`` per process, and the one place HTTP client errors become ours.
+
+The gateway's generation hot path uses one ``aiohttp.ClientSession`` instead: measured on
+this 2-core machine it spends ~0.56 ms of CPU per upstream call against httpx's ~1.3 ms,
+which is most of what the gateway adds to a request. Everything else uses httpx.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Iterator
 
+import aiohttp
 import httpx
 
 from services.errors import ServiceUnavailableError, UpstreamError, UpstreamTimeoutError
@@ -36,4 +43,28 @@ def map_httpx_errors(upstream: str) -> Iterator[None]:
     except (httpx.ConnectError, httpx.RemoteProtocolError) as exc:
         raise ServiceUnavailableError(f"{upstream} is unavailable: {exc}.", code="upstream_unavailable") from exc
     except httpx.TransportError as exc:
+        raise UpstreamError(f"{upstream} failed: {exc}.", code="upstream_error") from exc
+
+
+def build_aiohttp_session(*, timeout: float = 600.0, connect_timeout: float = 5.0, max_connections: int = 512) -> aiohttp.ClientSession:
+    """The gateway's session for generation calls, created in its lifespan."""
+    return aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout, sock_read=timeout),
+        connector=aiohttp.TCPConnector(limit=max_connections, limit_per_host=max_connections, ttl_dns_cache=300),
+        auto_decompress=False,
+        read_bufsize=2**20,  # one SSE event per line; logprobs make long lines
+        trust_env=False,
+    )
+
+
+@contextlib.contextmanager
+def map_aiohttp_errors(upstream: str) -> Iterator[None]:
+    """The aiohttp twin of :func:`map_httpx_errors`."""
+    try:
+        yield
+    except (TimeoutError, asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
+        raise UpstreamTimeoutError(f"{upstream} did not answer in time.", code="upstream_timeout") from exc
+    except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError) as exc:
+        raise ServiceUnavailableError(f"{upstream} is unavailable: {exc}.", code="upstream_unavailable") from exc
+    except aiohttp.ClientError as exc:
         raise UpstreamError(f"{upstream} failed: {exc}.", code="upstream_error") from exc
