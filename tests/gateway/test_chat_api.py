@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import httpx
 import openai
@@ -245,3 +246,35 @@ def test_stream_usage_only_when_asked(chat_stack: ChatStack) -> None:
         )
     )
     assert asked[-1].usage is not None and asked[-1].usage.completion_tokens == 4
+
+
+def _vllm_metric(chat_url: str, name: str) -> float:
+    total = 0.0
+    for line in httpx.get(chat_url + "/metrics").text.splitlines():
+        if line.startswith(name):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_a_client_that_hangs_up_stops_generation(chat_stack: ChatStack) -> None:
+    """Closing the stream early aborts the request in vLLM instead of generating on."""
+    generated = "vllm:generation_tokens_total"
+    before = _vllm_metric(chat_stack.chat.url, generated)
+    stream = chat_stack.gateway.client().chat.completions.create(
+        model=chat_stack.chat.model,
+        messages=[{"role": "user", "content": "Write a very long story about the sea."}],
+        max_tokens=1500,
+        stream=True,
+        extra_body={"ignore_eos": True},
+    )
+    for i, _ in enumerate(stream):
+        if i == 3:
+            break
+    stream.close()
+    deadline = time.monotonic() + 30
+    while _vllm_metric(chat_stack.chat.url, "vllm:num_requests_running") > 0 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _vllm_metric(chat_stack.chat.url, "vllm:num_requests_running") == 0
+    time.sleep(2)
+    tokens = _vllm_metric(chat_stack.chat.url, generated) - before
+    assert tokens < 500, f"{tokens} tokens were generated for a client that left after 4 chunks"
