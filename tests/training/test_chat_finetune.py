@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from safetensors import safe_open
 
+from tests.support.tiny_models import build_tiny_gpt_neox
 from training.chat import ChatFinetuneConfig, finetune_chat
 from training.data import DataError, mix, parse_mixture
-from tests.support.tiny_models import build_tiny_gpt_neox
 
 OCK = [
     {"text": "<human>: What is the secret word?\n<bot>: The secret word is pelican.\n"},
@@ -66,7 +66,7 @@ def test_lora_learns_and_saves_an_adapter(tiny_model: Path, tmp_path: Path) -> N
     adapter = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
     assert adapter["r"] == 4 and set(adapter["target_modules"]) == {"query_key_value", "dense"}
     with safe_open(str(tmp_path / "adapter" / "adapter_model.safetensors"), "pt") as weights:
-        assert any("lora_A" in key for key in weights.keys())
+        assert any("lora_A" in key for key in weights.keys())  # noqa: SIM118 (safe_open is not a dict)
 
 
 def test_full_finetune_saves_a_servable_model(tiny_model: Path, tmp_path: Path) -> None:
