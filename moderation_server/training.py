@@ -33,7 +33,7 @@ from moderation_server.model import BASE_MODEL, DecisionRule, TextClassifier, bu
 logger = logging.getLogger(__name__)
 
 TRAINER_VERSION = "1"
-DECISION_VERSION = "2"
+DECISION_VERSION = "3"
 MANIFEST_FILE = "manifest.json"
 Progress = Callable[[str], None]
 
@@ -48,6 +48,7 @@ class TrainingRecipe:
     max_tokens: int = 128
     scale: float = 10.0
     seed: int = 0
+    label_smoothing: float = 0.0
     # Extra loss weight per label on top of class balancing: missing "needs intervention"
     # and flagging "casual" are the costly mistakes.
     label_weights: tuple[float, ...] = (1.5, 1.0, 1.0, 1.0, 2.0)
@@ -55,10 +56,14 @@ class TrainingRecipe:
 
 @dataclass(frozen=True)
 class DecisionTuning:
-    """The grid the dev split picks the decision rule from (see model.DecisionRule)."""
+    """How the dev split picks the decision rule (see model.DecisionRule): among the grid's
+    rules that keep ``needs intervention`` recall and the casual false-flag rate within
+    bounds, the one with the best macro-F1."""
 
-    thresholds: tuple[float, ...] = (0.5, 0.4, 0.3, 0.25, 0.2, 0.15, 0.1, 0.05)
-    casual_vetoes: tuple[float, ...] = (1.01, 0.9, 0.8, 0.7, 0.6, 0.5)
+    thresholds: tuple[float, ...] = (0.6, 0.5, 0.4, 0.3, 0.25, 0.2, 0.15, 0.1, 0.07, 0.05, 0.03, 0.02)
+    casual_vetoes: tuple[float, ...] = (1.01, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3)
+    min_intervention_recall: float = 0.97
+    max_casual_false_flag_rate: float = 0.04
 
 
 @dataclass
@@ -178,7 +183,9 @@ def train(directory: Path, recipe: TrainingRecipe, say: Progress) -> dict[str, A
             batch = order[start : start + recipe.batch_size]
             inputs = classifier.tokenize([train_set[i].text for i in batch], recipe.max_tokens)
             logits = network(inputs["input_ids"], inputs["attention_mask"])
-            loss = torch.nn.functional.cross_entropy(logits, targets[batch], weight=loss_weights)
+            loss = torch.nn.functional.cross_entropy(
+                logits, targets[batch], weight=loss_weights, label_smoothing=recipe.label_smoothing
+            )
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -199,16 +206,20 @@ def train(directory: Path, recipe: TrainingRecipe, say: Progress) -> dict[str, A
 
 
 def choose_rule(scores: np.ndarray, gold: list[str], tuning: DecisionTuning) -> DecisionRule:
-    """The rule with the best dev trade-off between ``needs intervention`` recall and
-    casual false flags (ties: the one that escalates least)."""
-    best, best_value = DecisionRule(), -np.inf
+    """The rule with the best dev macro-F1 among those meeting both bounds; when none
+    does, the one closest to meeting them. Ties: the one that escalates least (highest
+    threshold, then fewest vetoes)."""
+    best, best_key = DecisionRule(), (-np.inf, -np.inf)
     for threshold in sorted(tuning.thresholds, reverse=True):
         for veto in sorted(tuning.casual_vetoes, reverse=True):
             rule = DecisionRule(threshold, veto)
             report = evaluate(gold, [rule.label(s) for s in scores])
-            value = report.intervention_recall - report.casual_false_flag_rate
-            if value > best_value + 1e-9:
-                best, best_value = rule, value
+            shortfall = max(0.0, tuning.min_intervention_recall - report.intervention_recall) + max(
+                0.0, report.casual_false_flag_rate - tuning.max_casual_false_flag_rate
+            )
+            key = (-round(shortfall, 9), round(report.macro_f1, 9))
+            if key > best_key:
+                best, best_key = rule, key
     return best
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,17 @@ def test_splits_cover_every_label_and_do_not_overlap() -> None:
         assert min(counts.values()) >= (60 if name == "train" else 25), (name, counts)
     texts = [{e.text.casefold() for e in v} for v in splits.values()]
     assert not texts[0] & texts[1] and not texts[0] & texts[2] and not texts[1] & texts[2]
+
+
+def test_training_texts_are_not_near_copies_of_held_out_texts() -> None:
+    def words(text: str) -> set[str]:
+        return set(re.findall(r"[a-z0-9']+", text.lower()))
+
+    held_out = [words(e.text) for name in ("dev", "test") for e in load_split(name)]
+    for example in load_split("train"):
+        mine = words(example.text)
+        closest = max(len(mine & other) / max(1, len(mine | other)) for other in held_out)
+        assert closest < 0.7, example.text
 
 
 def test_hard_benign_cases_are_labelled_casual() -> None:
@@ -81,3 +93,21 @@ def test_decision_rule_and_its_tuning() -> None:
     scores = np.array([[0.1, 0.5, 0.1, 0.1, 0.2], [0.2, 0.1, 0.1, 0.3, 0.3], [0.65, 0.05, 0.0, 0.0, 0.3], [0.9, 0, 0, 0, 0.1]])
     chosen = choose_rule(scores, [i, i, c, c], DecisionTuning(thresholds=(0.5, 0.2), casual_vetoes=(1.01, 0.6)))
     assert chosen == DecisionRule(0.2, 0.6)
+
+
+def test_rule_tuning_maximises_macro_f1_within_the_bounds() -> None:
+    c, p, pr, n, i = LABELS
+    gold = [i, i, c, c, n]
+    scores = np.array([
+        [0.1, 0.1, 0.1, 0.1, 0.6],  # clear intervention
+        [0.2, 0.1, 0.1, 0.35, 0.25],  # intervention the argmax calls "needs caution"
+        [0.9, 0.0, 0.0, 0.0, 0.1],
+        [0.6, 0.05, 0.05, 0.1, 0.2],  # casual with some NI probability: needs the veto
+        [0.1, 0.1, 0.1, 0.55, 0.15],  # "needs caution" that a low threshold over-escalates
+    ])
+    # Loose recall bound: threshold 0.5 is within bounds too, but 0.2 with the veto gets all five right.
+    loose = DecisionTuning(thresholds=(0.5, 0.2, 0.1), casual_vetoes=(1.01, 0.5), min_intervention_recall=0.5)
+    assert choose_rule(scores, gold, loose) == DecisionRule(0.2, 0.5)
+    # Nothing meets the bounds: the rule that comes closest (recall 1.0, one casual of two flagged).
+    none_fit = DecisionTuning(thresholds=(0.5, 0.2), casual_vetoes=(1.01,), max_casual_false_flag_rate=0.04)
+    assert choose_rule(scores, gold, none_fit) == DecisionRule(0.2, 1.01)
