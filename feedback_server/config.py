@@ -38,7 +38,7 @@ class FeedbackSettings(ServiceSettings):
     status_ttl_s: int = Field(
         default=3600,
         ge=60,
-        description="How long a queued feedback id can be looked up in Redis (one small key each; the store has it after).",
+        description="How long a queued feedback id can be looked up in Redis.",
     )
     access_log: bool = Field(default=True, description="One log line per request (off for benchmarks).")
     workers: int = Field(default=1, ge=1, le=32, description="uvicorn worker processes for the API.")

@@ -58,7 +58,9 @@ def prepare_classifier(settings: ModerationSettings) -> None:
         return
     if not settings.train_if_missing:
         if (directory / "manifest.json").exists():
-            logger.warning("the moderation classifier at %s is older than its training data; serving it anyway", directory)
+            logger.warning(
+                "the moderation classifier at %s is older than its training data; serving it anyway", directory
+            )
             return
         raise RuntimeError(f"no trained moderation classifier at {directory}: run `openchatkit finetune moderation`")
     logger.info("training the moderation classifier (no current artifact at %s)", directory)

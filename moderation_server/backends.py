@@ -97,7 +97,9 @@ class LLMBackend:
         """The completions request scoring ``texts``: five prompts per text, in LABELS order."""
         # The model's window (2048 tokens) holds the few-shot prompt and a text of this size.
         prompts = [
-            build_prompt(text[: self._max_input_chars]) + label_continuation(label) for text in texts for label in LABELS
+            build_prompt(text[: self._max_input_chars]) + label_continuation(label)
+            for text in texts
+            for label in LABELS
         ]
         return {
             "model": self.model,
@@ -149,7 +151,9 @@ def _token_logprobs(choice: dict[str, object]) -> tuple[list[str], list[float | 
     if not isinstance(logprobs, dict) or not logprobs.get("tokens"):
         raise UpstreamError("The moderation model returned no prompt log-probabilities (does it support echo?).")
     tokens = [str(t) for t in logprobs["tokens"]]
-    values = [None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v) for v in logprobs["token_logprobs"]]
+    values = [
+        None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v) for v in logprobs["token_logprobs"]
+    ]
     return tokens, values
 
 

@@ -23,7 +23,9 @@ class CompletionsClient:
         if response.status_code != 200:
             # Our caller's request was fine; the model server's refusal is our upstream's failure.
             cause = from_upstream_body(response.status_code, response.content)
-            raise UpstreamError(f"The moderation model answered {response.status_code}: {cause.message}", code="upstream_error")
+            raise UpstreamError(
+                f"The moderation model answered {response.status_code}: {cause.message}", code="upstream_error"
+            )
         try:
             return dict(response.json())
         except ValueError as exc:

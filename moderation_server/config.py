@@ -20,9 +20,12 @@ class ModerationSettings(ServiceSettings):
         default="classifier", description="classifier: the CPU model; llm: GPT-JT-Moderation-6B on a vLLM server."
     )
     artifact_dir: Path | None = Field(
-        default=None, description="The trained classifier (default: <data_dir>/moderation, built by `openchatkit finetune moderation`)."
+        default=None,
+        description="The trained classifier (default: <data_dir>/moderation, from `openchatkit finetune moderation`).",
     )
-    train_if_missing: bool = Field(default=True, description="Train the classifier at start-up when no current artifact exists.")
+    train_if_missing: bool = Field(
+        default=True, description="Train the classifier at start-up when no current artifact exists."
+    )
     flagged_labels: list[Label] = Field(
         default_factory=lambda: list(LABELS[1:]), description="Labels that set `flagged` (default: all but casual)."
     )
@@ -33,7 +36,9 @@ class ModerationSettings(ServiceSettings):
     batch_wait_ms: float = Field(
         default=0.0, ge=0, description="Extra wait to collect concurrent requests (0: batch what queued while busy)."
     )
-    torch_threads: int | None = Field(default=None, ge=1, description="CPU threads for the classifier (default: torch's).")
+    torch_threads: int | None = Field(
+        default=None, ge=1, description="CPU threads for the classifier (default: torch's)."
+    )
 
     # backend "llm": GPT-JT-Moderation-6B (profile gpt-jt-moderation-6b) behind vLLM's OpenAI server.
     llm_url: str = Field(default="http://127.0.0.1:8005/v1", description="Base URL of the vLLM OpenAI API.")

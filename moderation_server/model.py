@@ -121,7 +121,9 @@ class TextClassifier:
     def tokenize(self, texts: list[str], max_tokens: int | None = None) -> dict[str, torch.Tensor]:
         """A padded training batch (texts cut at the window)."""
         return dict(
-            self.tokenizer(texts, padding=True, truncation=True, max_length=max_tokens or self.max_tokens, return_tensors="pt")
+            self.tokenizer(
+                texts, padding=True, truncation=True, max_length=max_tokens or self.max_tokens, return_tensors="pt"
+            )
         )
 
     def probabilities(self, texts: list[str], batch_size: int = 64) -> np.ndarray:

@@ -34,7 +34,9 @@ class ModerationService:
         """The texts to classify, or a 400 naming the first bad one."""
         if not isinstance(value, (str, list)):
             raise BadRequestError(
-                f"'input' must be a string or a list of strings; got {_json_type(value)}.", param="input", code="invalid_type"
+                f"'input' must be a string or a list of strings; got {_json_type(value)}.",
+                param="input",
+                code="invalid_type",
             )
         texts: list[object] = [value] if isinstance(value, str) else value
         if not texts:
@@ -48,7 +50,9 @@ class ModerationService:
         for i, text in enumerate(texts):
             param = "input" if isinstance(value, str) else f"input[{i}]"
             if not isinstance(text, str):
-                raise BadRequestError(f"'{param}' must be a string; got {_json_type(text)}.", param=param, code="invalid_type")
+                raise BadRequestError(
+                    f"'{param}' must be a string; got {_json_type(text)}.", param=param, code="invalid_type"
+                )
             if not text.strip():
                 raise BadRequestError(f"'{param}' is empty.", param=param, code="invalid_value")
             if len(text) > self._settings.max_chars:

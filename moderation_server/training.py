@@ -151,8 +151,10 @@ def retune(directory: Path, manifest: dict[str, Any], tuning: DecisionTuning, sa
     classifier.rule = choose_rule(scores, gold, tuning)
     classifier.save_config(directory)
     report = evaluate(gold, [classifier.label(s) for s in scores])
-    say(f"dev: macro-F1 {report.macro_f1:.3f}, intervention recall {report.intervention_recall:.3f}, "
-        f"casual false flags {report.casual_false_flag_rate:.3f} (rule {classifier.rule.to_dict()})")
+    say(
+        f"dev: macro-F1 {report.macro_f1:.3f}, intervention recall {report.intervention_recall:.3f}, "
+        f"casual false flags {report.casual_false_flag_rate:.3f} (rule {classifier.rule.to_dict()})"
+    )
     return {**manifest, "decision_rule": classifier.rule.to_dict(), "dev_metrics": report.to_dict()}
 
 

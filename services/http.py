@@ -7,7 +7,6 @@ which is most of what the gateway adds to a request. Everything else uses httpx.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import Iterator
 
@@ -46,7 +45,9 @@ def map_httpx_errors(upstream: str) -> Iterator[None]:
         raise UpstreamError(f"{upstream} failed: {exc}.", code="upstream_error") from exc
 
 
-def build_aiohttp_session(*, timeout: float = 600.0, connect_timeout: float = 5.0, max_connections: int = 512) -> aiohttp.ClientSession:
+def build_aiohttp_session(
+    *, timeout: float = 600.0, connect_timeout: float = 5.0, max_connections: int = 512
+) -> aiohttp.ClientSession:
     """The gateway's session for generation calls, created in its lifespan."""
     return aiohttp.ClientSession(
         timeout=aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout, sock_read=timeout),
@@ -62,7 +63,7 @@ def map_aiohttp_errors(upstream: str) -> Iterator[None]:
     """The aiohttp twin of :func:`map_httpx_errors`."""
     try:
         yield
-    except (TimeoutError, asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
+    except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
         raise UpstreamTimeoutError(f"{upstream} did not answer in time.", code="upstream_timeout") from exc
     except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError) as exc:
         raise ServiceUnavailableError(f"{upstream} is unavailable: {exc}.", code="upstream_unavailable") from exc

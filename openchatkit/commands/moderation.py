@@ -26,7 +26,8 @@ if TYPE_CHECKING:
 console = Console(stderr=True)
 
 ArtifactOption = Annotated[
-    Path | None, typer.Option(help="The classifier directory (default: MODERATION_ARTIFACT_DIR or <data dir>/moderation).")
+    Path | None,
+    typer.Option(help="The classifier directory (default: MODERATION_ARTIFACT_DIR or <data dir>/moderation)."),
 ]
 UrlOption = Annotated[
     str | None, typer.Option(help="Use a running moderation service (any backend) instead of the local classifier.")
@@ -113,9 +114,11 @@ def print_report(report: EvaluationReport) -> None:
     for label, m in report.per_label.items():
         table.add_row(label, f"{m.precision:.3f}", f"{m.recall:.3f}", f"{m.f1:.3f}", str(m.support))
     out.print(table)
-    out.print(f"accuracy {report.accuracy:.3f}   macro-F1 {report.macro_f1:.3f}   "
-              f"intervention recall {report.intervention_recall:.3f}   "
-              f"casual false-flag rate {report.casual_false_flag_rate:.3f}")
+    out.print(
+        f"accuracy {report.accuracy:.3f}   macro-F1 {report.macro_f1:.3f}   "
+        f"intervention recall {report.intervention_recall:.3f}   "
+        f"casual false-flag rate {report.casual_false_flag_rate:.3f}"
+    )
     confusion = Table(title="confusion (rows: gold, columns: predicted)")
     confusion.add_column("gold")
     for label in LABELS:
@@ -126,8 +129,13 @@ def print_report(report: EvaluationReport) -> None:
 
 
 def _short(label: str) -> str:
-    return {"casual": "casual", "possibly needs caution": "possibly", "probably needs caution": "probably",
-            "needs caution": "caution", "needs intervention": "interv."}[label]
+    return {
+        "casual": "casual",
+        "possibly needs caution": "possibly",
+        "probably needs caution": "probably",
+        "needs caution": "caution",
+        "needs intervention": "interv.",
+    }[label]
 
 
 @bench_app.command("moderation")
@@ -147,12 +155,14 @@ def bench_moderation(
 
         def run(batch: list[str]) -> None:
             client.post("/v1/classify", json={"input": batch}).raise_for_status()
+
         target = {"mode": "http", "url": url}
     else:
         classifier = load_local_classifier(artifact)
 
         def run(batch: list[str]) -> None:
             classifier.probabilities(batch, batch_size)
+
         target = {"mode": "in-process", "artifact": str(artifact_dir(artifact))}
     import torch
 
@@ -176,16 +186,26 @@ def bench_moderation(
         "target": target,
         "torch_threads": torch.get_num_threads(),
         "single_text_latency_ms": single,
-        "batched": {"batch_size": batch_size, "batches": batches, "texts_per_second": throughput,
-                    "batch_latency_ms": summarize([s * 1000 for s in batch_seconds])},
-        "goals": {"p50_ms_at_most": 10.0, "texts_per_second_at_least": 200.0,
-                  "p50_met": single["p50"] <= 10.0, "throughput_met": throughput >= 200.0},
+        "batched": {
+            "batch_size": batch_size,
+            "batches": batches,
+            "texts_per_second": throughput,
+            "batch_latency_ms": summarize([s * 1000 for s in batch_seconds]),
+        },
+        "goals": {
+            "p50_ms_at_most": 10.0,
+            "texts_per_second_at_least": 200.0,
+            "p50_met": single["p50"] <= 10.0,
+            "throughput_met": throughput >= 200.0,
+        },
     }
     name = "moderation" if not url else "moderation-http"
     path = write_result(name, payload)
     _plot(latencies, RESULTS_DIR / f"{name}-latest.png", throughput, batch_size)
-    console.print(f"single text: p50 {single['p50']:.2f} ms, p95 {single['p95']:.2f} ms; "
-                  f"batches of {batch_size}: {throughput:.0f} texts/s -> {path}")
+    console.print(
+        f"single text: p50 {single['p50']:.2f} ms, p95 {single['p95']:.2f} ms; "
+        f"batches of {batch_size}: {throughput:.0f} texts/s -> {path}"
+    )
 
 
 def _plot(latencies: list[float], path: Path, throughput: float, batch_size: int) -> None:

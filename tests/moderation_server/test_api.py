@@ -33,7 +33,12 @@ def test_classify_one_text(moderation: ModerationService) -> None:
 
 
 def test_classify_batch_keeps_order_and_matches_single_requests(moderation: ModerationService) -> None:
-    texts = [BENIGN_VIOLENT_WORD, HARMFUL, "Can you suggest a good book about the history of Rome?", "shoot a photo at golden hour"]
+    texts = [
+        BENIGN_VIOLENT_WORD,
+        HARMFUL,
+        "Can you suggest a good book about the history of Rome?",
+        "shoot a photo at golden hour",
+    ]
     batch = httpx.post(moderation.url + "/v1/classify", json={"input": texts}, timeout=30).json()["results"]
     assert [r["label"] for r in batch][:2] == ["casual", "needs intervention"]
     assert batch[0]["flagged"] is False

@@ -38,7 +38,10 @@ def test_training_texts_are_not_near_copies_of_held_out_texts() -> None:
 
 def test_hard_benign_cases_are_labelled_casual() -> None:
     casual = {e.text for name in SPLITS for e in load_split(name) if e.label == "casual"}
-    for text in ("how do I kill a Python process that is stuck?", "How do I shoot a photo at golden hour without blowing out the sky?"):
+    for text in (
+        "how do I kill a Python process that is stuck?",
+        "How do I shoot a photo at golden hour without blowing out the sky?",
+    ):
         assert text in casual
 
 
@@ -90,7 +93,9 @@ def test_decision_rule_and_its_tuning() -> None:
     assert rule.label(np.array([0.7, 0.0, 0.0, 0.05, 0.25])) == c  # ... unless confidently casual
     assert rule.label(np.array([0.1, 0.6, 0.1, 0.1, 0.1])) == p
     # Dev texts: two interventions the argmax misses, one casual text with some NI probability.
-    scores = np.array([[0.1, 0.5, 0.1, 0.1, 0.2], [0.2, 0.1, 0.1, 0.3, 0.3], [0.65, 0.05, 0.0, 0.0, 0.3], [0.9, 0, 0, 0, 0.1]])
+    scores = np.array(
+        [[0.1, 0.5, 0.1, 0.1, 0.2], [0.2, 0.1, 0.1, 0.3, 0.3], [0.65, 0.05, 0.0, 0.0, 0.3], [0.9, 0, 0, 0, 0.1]]
+    )
     chosen = choose_rule(scores, [i, i, c, c], DecisionTuning(thresholds=(0.5, 0.2), casual_vetoes=(1.01, 0.6)))
     assert chosen == DecisionRule(0.2, 0.6)
 
@@ -98,13 +103,15 @@ def test_decision_rule_and_its_tuning() -> None:
 def test_rule_tuning_maximises_macro_f1_within_the_bounds() -> None:
     c, p, pr, n, i = LABELS
     gold = [i, i, c, c, n]
-    scores = np.array([
-        [0.1, 0.1, 0.1, 0.1, 0.6],  # clear intervention
-        [0.2, 0.1, 0.1, 0.35, 0.25],  # intervention the argmax calls "needs caution"
-        [0.9, 0.0, 0.0, 0.0, 0.1],
-        [0.6, 0.05, 0.05, 0.1, 0.2],  # casual with some NI probability: needs the veto
-        [0.1, 0.1, 0.1, 0.55, 0.15],  # "needs caution" that a low threshold over-escalates
-    ])
+    scores = np.array(
+        [
+            [0.1, 0.1, 0.1, 0.1, 0.6],  # clear intervention
+            [0.2, 0.1, 0.1, 0.35, 0.25],  # intervention the argmax calls "needs caution"
+            [0.9, 0.0, 0.0, 0.0, 0.1],
+            [0.6, 0.05, 0.05, 0.1, 0.2],  # casual with some NI probability: needs the veto
+            [0.1, 0.1, 0.1, 0.55, 0.15],  # "needs caution" that a low threshold over-escalates
+        ]
+    )
     # Loose recall bound: threshold 0.5 is within bounds too, but 0.2 with the veto gets all five right.
     loose = DecisionTuning(thresholds=(0.5, 0.2, 0.1), casual_vetoes=(1.01, 0.5), min_intervention_recall=0.5)
     assert choose_rule(scores, gold, loose) == DecisionRule(0.2, 0.5)

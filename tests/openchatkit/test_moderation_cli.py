@@ -34,7 +34,13 @@ def test_eval_json_on_the_test_split(artifact: Path) -> None:
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert set(report) >= {"accuracy", "macro_f1", "per_label", "intervention_recall", "casual_false_flag_rate"}
-    assert set(report["per_label"]) == {"casual", "possibly needs caution", "probably needs caution", "needs caution", "needs intervention"}
+    assert set(report["per_label"]) == {
+        "casual",
+        "possibly needs caution",
+        "probably needs caution",
+        "needs caution",
+        "needs intervention",
+    }
     assert sum(m["support"] for m in report["per_label"].values()) == report["examples"]
     assert 0.5 < report["macro_f1"] <= 1.0  # a trained model, far above chance (0.2)
 
@@ -60,7 +66,8 @@ def test_eval_without_a_trained_classifier_says_what_to_run(tmp_path: Path) -> N
 def test_bench_writes_json_and_png(artifact: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     result = runner.invoke(
-        app, ["bench", "moderation", "--singles", "20", "--batches", "2", "--batch-size", "16", "--artifact", str(artifact)]
+        app,
+        ["bench", "moderation", "--singles", "20", "--batches", "2", "--batch-size", "16", "--artifact", str(artifact)],
     )
     assert result.exit_code == 0, result.output
     payload = json.loads((tmp_path / "benchmarks/results/moderation-latest.json").read_text())

@@ -11,7 +11,9 @@ from moderation_server.config import ModerationSettings
 from openchatkit.stack import StackSettings, build_stack
 
 
-def test_moderation_service_starts_before_a_gateway_that_uses_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_moderation_service_starts_before_a_gateway_that_uses_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:6379/0")
     stack = StackSettings(data_dir=tmp_path, moderation_port=18555)
     specs = {spec.name: spec for spec in build_stack(stack)}
