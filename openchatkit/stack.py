@@ -74,52 +74,47 @@ def gateway_upstream(stack: StackSettings) -> dict[str, object]:
     return upstream
 
 
-def retrieval_spec(stack: StackSettings) -> ServiceSpec:
+def service_spec(stack: StackSettings, name: str, module: str, prefix: str, port: int, **extra: str) -> ServiceSpec:
+    """A service of ours: ``python -m module`` configured through its env prefix."""
     return ServiceSpec(
-        name="retrieval",
-        argv=python_module("retrieval_server"),
+        name=name,
+        argv=python_module(module),
         env={
-            "RETRIEVAL_HOST": stack.host,
-            "RETRIEVAL_PORT": str(stack.retrieval_port),
-            "RETRIEVAL_DATA_DIR": str(stack.data_dir),
-            "RETRIEVAL_LOG_JSON": str(stack.log_json).lower(),
+            f"{prefix}_HOST": stack.host,
+            f"{prefix}_PORT": str(port),
+            f"{prefix}_LOG_JSON": str(stack.log_json).lower(),
+            **{f"{prefix}_{key.upper()}": value for key, value in extra.items()},
         },
-        ready_url=stack.url(stack.retrieval_port) + "/ready",
+        ready_url=stack.url(port) + "/ready",
+    )
+
+
+def retrieval_spec(stack: StackSettings) -> ServiceSpec:
+    return service_spec(
+        stack, "retrieval", "retrieval_server", "RETRIEVAL", stack.retrieval_port, data_dir=str(stack.data_dir)
     )
 
 
 def moderation_spec(stack: StackSettings) -> ServiceSpec:
     """The CPU classifier; it trains itself at start-up if `openchatkit finetune moderation` has not run."""
-    return ServiceSpec(
-        name="moderation",
-        argv=python_module("moderation_server"),
-        env={
-            "MODERATION_HOST": stack.host,
-            "MODERATION_PORT": str(stack.moderation_port),
-            "MODERATION_DATA_DIR": str(stack.data_dir),
-            "MODERATION_LOG_JSON": str(stack.log_json).lower(),
-        },
-        ready_url=stack.url(stack.moderation_port) + "/ready",
+    return service_spec(
+        stack, "moderation", "moderation_server", "MODERATION", stack.moderation_port, data_dir=str(stack.data_dir)
     )
 
 
 def gateway_spec(stack: StackSettings) -> ServiceSpec:
-    return ServiceSpec(
-        name="gateway",
-        argv=python_module("gateway"),
-        env={
-            "GATEWAY_HOST": stack.host,
-            "GATEWAY_PORT": str(stack.gateway_port),
+    spec = service_spec(stack, "gateway", "gateway", "GATEWAY", stack.gateway_port)
+    spec.env.update(
+        {
             "GATEWAY_API_KEYS": json.dumps([stack.api_key]),
             "GATEWAY_UPSTREAMS": json.dumps([gateway_upstream(stack)]),
-            "GATEWAY_LOG_JSON": str(stack.log_json).lower(),
             "GATEWAY_RETRIEVAL__URL": stack.url(stack.retrieval_port),
             "GATEWAY_MODERATION__ENABLED": "true",
             "GATEWAY_MODERATION__URL": stack.url(stack.moderation_port),
-        },
-        ready_url=stack.url(stack.gateway_port) + "/ready",
-        after=["chat", "retrieval", "moderation"],
+        }
     )
+    spec.after = ["chat", "retrieval", "moderation"]
+    return spec
 
 
 def build_stack(stack: StackSettings) -> list[ServiceSpec]:
