@@ -63,8 +63,14 @@ class RetrievalSettings(ServiceSettings):
         default="auto", description="torch runtime: auto = bfloat16 on CPUs with AVX512-BF16/AMX."
     )
     embedding_device: str = "cpu"
-    embedding_batch_size: int = Field(default=64, ge=1)
-    embedding_threads: int = Field(default=0, ge=0, description="ONNX runtime threads; 0: one per core.")
+    embedding_batch_size: int = Field(
+        default=8, ge=1, description="Texts per forward pass (small batches pad less on a CPU; raise it on a GPU)."
+    )
+    embedding_threads: int = Field(
+        default=0,
+        ge=0,
+        description="ONNX Runtime threads (0: one per core); large inputs run a 1-thread session per thread.",
+    )
     chunk_tokens: int = Field(default=64, ge=16, le=512, description="Small chunks, as OpenChatKit indexed sentences.")
     chunk_overlap_tokens: int = Field(default=8, ge=0)
     write_batch_chunks: int = Field(default=128, ge=1, description="Chunks embedded and written per engine call.")

@@ -55,7 +55,7 @@ class DenseEmbedder:
         *,
         runtime: EmbeddingRuntime = "auto",
         dtype: EmbeddingDType = "auto",
-        batch_size: int = 64,
+        batch_size: int = 8,
         device: str = "cpu",
         cache_dir: Path | None = None,
         threads: int = 0,

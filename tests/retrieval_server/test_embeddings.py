@@ -62,3 +62,21 @@ def test_bm25_vectors() -> None:
     assert len(document.indices) == len(document.values) and set(query.indices) <= set(document.indices)
     assert query.values == [1.0] * len(query.indices)
     assert sparse.encode_query("the of and").indices == []
+
+
+def test_onnx_batches_on_parallel_sessions_match_one_session(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def embedder(threads: int) -> DenseEmbedder:
+        model = bundled_model_dir()
+        return DenseEmbedder(model, runtime="onnx-int8", cache_dir=tmp_path, batch_size=2, threads=threads)
+
+    texts = [f"{text} (copy {i})" for i in range(5) for text in TEXTS]  # ten batches
+    # int8 activations are scaled per batch, so compare the same batches run both ways.
+    sequential = embedder(1).embed(texts)
+    parallel = embedder(2)
+    together = parallel.embed(texts)
+    assert together.shape == (20, 384) and np.allclose(together, sequential, atol=1e-5)
+    with ThreadPoolExecutor(4) as pool:  # concurrent callers share the sessions and the tokenizer
+        results = list(pool.map(lambda _: parallel.embed(texts), range(4)))
+    assert all(np.allclose(result, together, atol=1e-5) for result in results)
