@@ -116,7 +116,7 @@ class TextClassifier:
             **self.rule.to_dict(),
             "base_model": BASE_MODEL,
         }
-        _write_atomically(directory / CONFIG_FILE, json.dumps(config, indent=2) + "\n")
+        write_atomically(directory / CONFIG_FILE, json.dumps(config, indent=2) + "\n")
 
     def tokenize(self, texts: list[str], max_tokens: int | None = None) -> dict[str, torch.Tensor]:
         """A padded training batch (texts cut at the window)."""
@@ -164,7 +164,8 @@ class TextClassifier:
         return out
 
 
-def _write_atomically(path: Path, text: str) -> None:
+def write_atomically(path: Path, text: str) -> None:
+    """Readers see the old file or the new one, never half of it."""
     staging = path.with_name(path.name + ".tmp")
     staging.write_text(text)
     staging.replace(path)

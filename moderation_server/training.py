@@ -28,7 +28,7 @@ import numpy as np
 from moderation_server.dataset import LabelledText, load_split, split_path
 from moderation_server.evaluation import evaluate
 from moderation_server.labels import LABELS
-from moderation_server.model import BASE_MODEL, DecisionRule, TextClassifier, bundled_model_dir
+from moderation_server.model import BASE_MODEL, DecisionRule, TextClassifier, bundled_model_dir, write_atomically
 
 logger = logging.getLogger(__name__)
 
@@ -226,9 +226,7 @@ def choose_rule(scores: np.ndarray, gold: list[str], tuning: DecisionTuning) -> 
 
 
 def _write_manifest(directory: Path, manifest: dict[str, Any]) -> None:
-    staging = directory / (MANIFEST_FILE + ".tmp")
-    staging.write_text(json.dumps(manifest, indent=2) + "\n")
-    staging.replace(directory / MANIFEST_FILE)
+    write_atomically(directory / MANIFEST_FILE, json.dumps(manifest, indent=2) + "\n")
 
 
 def _class_weights(examples: list[LabelledText], extra: tuple[float, ...]) -> list[float]:
