@@ -63,7 +63,7 @@ def map_aiohttp_errors(upstream: str) -> Iterator[None]:
     """The aiohttp twin of :func:`map_httpx_errors`."""
     try:
         yield
-    except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+    except TimeoutError as exc:  # aiohttp's timeouts are TimeoutErrors
         raise UpstreamTimeoutError(f"{upstream} did not answer in time.", code="upstream_timeout") from exc
     except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError) as exc:
         raise ServiceUnavailableError(f"{upstream} is unavailable: {exc}.", code="upstream_unavailable") from exc
