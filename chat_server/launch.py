@@ -60,6 +60,13 @@ def build_vllm_launch(profile: ModelProfile, settings: ChatServerSettings, model
     if profile.device == "cpu":
         env["VLLM_CPU_KVCACHE_SPACE"] = str(settings.kv_cache_space_gib)
         env["VLLM_TARGET_DEVICE"] = "cpu"
+    # The CPU platform compiles in DYNAMO_TRACE_ONCE mode with plain Inductor; vLLM 0.32's AOT loader then
+    # expects a VllmSerializableFunction and recompiles from scratch each start ("'function' object has no
+    # attribute 'finalize_loading'"). Without AOT, dynamo re-traces (a few seconds) and Inductor's own
+    # cache, kept under the data dir, serves every compiled kernel: same kernels, same speed.
+    aot = settings.aot_compile if settings.aot_compile is not None else profile.device != "cpu"
+    env.setdefault("VLLM_USE_AOT_COMPILE", "1" if aot else "0")
+    env.setdefault("TORCHINDUCTOR_CACHE_DIR", str(settings.compile_cache_dir or settings.data_dir / "compile-cache"))
     if not _is_hub_id(model):
         # A local directory needs no hub; never reach for one at run time.
         env["HF_HUB_OFFLINE"] = "1"
@@ -69,3 +76,21 @@ def build_vllm_launch(profile: ModelProfile, settings: ChatServerSettings, model
 
 def _is_hub_id(model: str) -> bool:
     return not os.path.exists(model)
+
+
+# vLLM log lines that start a phase of its start-up, in order, and what a user is told.
+_STARTUP_PHASES = (
+    ("Starting to load model", "loading the model weights"),
+    ("Warming up model for the compilation", "compiling the model with torch.compile (kernels cached after the first start)"),
+    ("Warming up done", "allocating the KV cache"),
+    ("init engine", "starting the API server"),
+    ("Starting vLLM server", "answering health checks"),
+)
+
+
+def startup_phase(log_line: str) -> str | None:
+    """What vLLM is doing, read from one line of its log; None when the line starts no phase."""
+    for marker, phase in _STARTUP_PHASES:
+        if marker in log_line:
+            return phase
+    return None

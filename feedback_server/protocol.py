@@ -7,7 +7,7 @@ from __future__ import annotations
 import enum
 import uuid
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from services.turn_events import EVENT_DATA, EVENT_KIND, TurnEvent, turn_fields  # noqa: F401  (re-exported)
 
@@ -33,6 +33,12 @@ class FeedbackRequest(BaseModel):
     flags: list[Flag] = Field(default_factory=list, max_length=len(Flag))
     ideal_response: str | None = None
     comment: str | None = None
+
+    @field_validator("ideal_response", "comment")
+    @classmethod
+    def _blank_is_absent(cls, value: str | None) -> str | None:
+        """Whitespace-only text carries nothing: it is stored as absent, never as a training target."""
+        return value if value is None or value.strip() else None
 
 
 class FeedbackEvent(BaseModel):

@@ -14,6 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from chat_server.config import ChatServerSettings
 from chat_server.prepare import model_dir
+from chat_server.launch import startup_phase
 from chat_server.profiles import GGUFSource, get_profile
 from openchatkit.feedback_stack import feedback_specs, gateway_feedback_env, stack_redis
 from openchatkit.supervisor import ServiceSpec, python_module
@@ -51,6 +52,7 @@ def chat_spec(stack: StackSettings) -> ServiceSpec:
             "CHAT_LOG_JSON": str(stack.log_json).lower(),
         },
         ready_url=stack.url(stack.chat_port) + "/health",
+        startup_phase=startup_phase,
     )
 
 

@@ -29,6 +29,9 @@ class ServiceSpec:
     ready_timeout_s: float = 900.0
     after: list[str] = field(default_factory=list)
     """Services that must be ready before this one starts."""
+    startup_phase: Callable[[str], str | None] | None = None
+    """Maps one of the service's log lines to what it is doing now (e.g. "compiling the model"),
+    shown with the elapsed time every ``progress_every_s`` while it is not ready."""
 
 
 class StackFailed(RuntimeError):
@@ -36,8 +39,16 @@ class StackFailed(RuntimeError):
 
 
 class Supervisor:
-    def __init__(self, specs: list[ServiceSpec], console: Console | None = None, stop_timeout_s: float = 20.0) -> None:
+    def __init__(
+        self,
+        specs: list[ServiceSpec],
+        console: Console | None = None,
+        stop_timeout_s: float = 20.0,
+        progress_every_s: float = 10.0,
+    ) -> None:
         self.specs = specs
+        self.progress_every_s = progress_every_s
+        self._phase: dict[str, str] = {}
         self.console = console or Console(stderr=True, highlight=False)
         self.stop_timeout_s = stop_timeout_s
         self.processes: dict[str, asyncio.subprocess.Process] = {}
@@ -111,8 +122,14 @@ class Supervisor:
     ) -> None:
         if spec.ready_url is None:
             return
-        deadline = time.monotonic() + spec.ready_timeout_s
+        started = time.monotonic()
+        deadline = started + spec.ready_timeout_s
+        next_progress = started + self.progress_every_s
         while time.monotonic() < deadline:
+            if time.monotonic() >= next_progress:
+                next_progress += self.progress_every_s
+                phase = self._phase.get(spec.name, "starting")
+                self.log(spec.name, f"not ready yet ({time.monotonic() - started:.0f} s): {phase}")
             if process.returncode is not None:
                 raise StackFailed(f"{spec.name} exited with code {process.returncode} before it was ready")
             with contextlib.suppress(httpx.HTTPError):
@@ -123,8 +140,12 @@ class Supervisor:
 
     async def _forward_logs(self, name: str, process: asyncio.subprocess.Process) -> None:
         assert process.stdout is not None
+        to_phase = next((spec.startup_phase for spec in self.specs if spec.name == name), None)
         async for raw in process.stdout:
-            self.log(name, raw.decode("utf-8", "replace").rstrip())
+            line = raw.decode("utf-8", "replace").rstrip()
+            self.log(name, line)
+            if to_phase is not None and (phase := to_phase(line)) is not None:
+                self._phase[name] = phase
 
     async def _first_exit(self) -> str:
         waits = {asyncio.create_task(p.wait()): name for name, p in self.processes.items()}

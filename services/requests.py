@@ -1,8 +1,15 @@
-"""Reading request bodies into protocol models with OpenAI-style errors."""
+"""Reading request bodies into protocol models with OpenAI-style errors.
+
+Every JSON body a service accepts goes through :func:`loads_json`: malformed JSON, JSON nested
+deeper than the parser allows, and text holding a lone UTF-16 surrogate (``"\\ud800"``, which
+no model, tokenizer or UTF-8 encoder accepts) are all ``400 invalid_json`` here, before any
+model code sees them.
+"""
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -12,15 +19,69 @@ from services.errors import BadRequestError, PayloadTooLargeError, describe_vali
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
+# A lone surrogate can only arrive as a \\uD800-\\uDFFF escape or as its raw (invalid) UTF-8
+# bytes, which json.loads decodes with 'surrogatepass'. Cheap to scan; the walk runs only on a hit.
+_SURROGATE_HINT = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
+
+
+def loads_json(raw: bytes | str) -> Any:
+    """Parse JSON from a request body.
+
+    Raises ``BadRequestError`` (400, code ``invalid_json``) for malformed JSON, for nesting too
+    deep to parse (``RecursionError``) and for strings or keys holding a lone UTF-16 surrogate.
+    """
+    try:
+        data = json.loads(raw)
+    except RecursionError:
+        raise BadRequestError("The request body is nested too deeply to parse.", code="invalid_json") from None
+    except ValueError as exc:
+        raise BadRequestError(f"The request body is not valid JSON: {exc}.", code="invalid_json") from None
+    raw_bytes = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
+    if _SURROGATE_HINT.search(raw_bytes):
+        where = _find_lone_surrogate(data, [])
+        if where is not None:
+            param = ".".join(where) or None
+            at = f" at '{param}'" if param else ""
+            raise BadRequestError(
+                f"The request body holds a lone UTF-16 surrogate{at}; text must be valid Unicode.",
+                param=param,
+                code="invalid_json",
+            )
+    return data
+
+
+def _find_lone_surrogate(value: Any, path: list[str]) -> list[str] | None:
+    """The path to the first string holding a lone surrogate, iteratively (no recursion limit)."""
+    stack: list[tuple[Any, list[str]]] = [(value, path)]
+    while stack:
+        item, where = stack.pop()
+        if isinstance(item, str):
+            if not _is_valid_unicode(item):
+                return where
+        elif isinstance(item, dict):
+            for key, sub in item.items():
+                if not _is_valid_unicode(key):
+                    return where
+                stack.append((sub, [*where, key]))
+        elif isinstance(item, list):
+            stack.extend((sub, [*where, str(i)]) for i, sub in enumerate(item))
+    return None
+
+
+def _is_valid_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
 
 async def read_json_object(request: Request, max_bytes: int) -> dict[str, Any]:
+    """The body as a JSON object: 413 over ``max_bytes``, 400 ``invalid_json`` as in :func:`loads_json`."""
     raw = await request.body()
     if len(raw) > max_bytes:
         raise PayloadTooLargeError(f"The request body is {len(raw)} bytes; the limit is {max_bytes}.")
-    try:
-        data = json.loads(raw)
-    except ValueError as exc:
-        raise BadRequestError(f"The request body is not valid JSON: {exc}.", code="invalid_json") from None
+    data = loads_json(raw)
     if not isinstance(data, dict):
         raise BadRequestError("The request body must be a JSON object.", code="invalid_json")
     return data

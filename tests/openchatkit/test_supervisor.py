@@ -95,3 +95,34 @@ async def test_a_child_that_never_gets_ready_fails_the_start() -> None:
     assert code == 1
     assert "was not ready after 2s" in buffer.getvalue()
     assert not alive(supervisor.processes["never"].pid)
+
+
+async def test_a_slow_start_shows_what_the_service_is_doing() -> None:
+    """While a model server warms up the user sees the elapsed time and the phase read from its log."""
+    port = free_port()
+    console, buffer = quiet_console()
+    script = "print('Warming up model for the compilation...', flush=True)\n" + HTTP_SERVER
+    slow = ServiceSpec(
+        name="model",
+        argv=[sys.executable, "-c", script, str(port), "2.5"],
+        ready_url=f"http://127.0.0.1:{port}/",
+        ready_timeout_s=60,
+        startup_phase=lambda line: "compiling" if "Warming up" in line else None,
+    )
+    supervisor = Supervisor([slow], console, progress_every_s=0.5)
+
+    async def on_ready() -> None:
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    assert await asyncio.wait_for(supervisor.run(on_ready), timeout=60) == 0
+    log = buffer.getvalue()
+    assert "model | not ready yet (" in log, log
+    assert "s): compiling" in log, log
+
+
+def test_vllm_start_up_phases() -> None:
+    from chat_server.launch import startup_phase
+
+    line = "(Worker pid=1) INFO 11-30 19:40:02 [cpu_model_runner.py:87] Warming up model for the compilation..."
+    assert startup_phase(line) is not None and "compiling" in startup_phase(line)  # type: ignore[operator]
+    assert startup_phase("(APIServer pid=1) INFO [launcher.py:195] Route: /health, Methods: GET") is None
