@@ -16,13 +16,13 @@ from typing import Protocol
 import httpx
 import numpy as np
 
-from moderation_server.batching import MicroBatcher
+from moderation_server.batching import MicroBatcher, QueueFull
 from moderation_server.clients import CompletionsClient
 from moderation_server.config import ModerationSettings
 from moderation_server.labels import LABELS
 from moderation_server.model import TextClassifier
 from moderation_server.prompt import build_prompt, label_continuation
-from services.errors import UpstreamError
+from services.errors import ServiceUnavailableError, UpstreamError
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +51,8 @@ class ClassifierBackend:
             lambda texts: classifier.probabilities(texts, settings.batch_size),
             max_batch=settings.batch_size,
             wait_s=settings.batch_wait_ms / 1000,
+            max_batch_chars=settings.batch_max_chars,
+            max_queued_texts=settings.max_queued_texts,
         )
         self._batcher.start()
 
@@ -59,7 +61,14 @@ class ClassifierBackend:
         return cls(TextClassifier.load(directory), settings)
 
     async def score(self, texts: list[str]) -> list[Scored]:
-        probabilities = await self._batcher.score(texts)
+        try:
+            probabilities = await self._batcher.score(texts)
+        except QueueFull as exc:
+            raise ServiceUnavailableError(
+                f"The moderation model is overloaded ({exc}); retry shortly.",
+                code="overloaded",
+                headers={"retry-after": "1"},
+            ) from None
         return [
             Scored(self._classifier.label(row), {label: float(p) for label, p in zip(LABELS, row, strict=True)})
             for row in probabilities

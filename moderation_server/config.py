@@ -31,8 +31,19 @@ class ModerationSettings(ServiceSettings):
     )
     max_chars: int = Field(default=20_000, ge=1, description="Longest text accepted, in characters.")
     max_inputs: int = Field(default=256, ge=1, description="Most texts in one request.")
+    max_request_chars: int = Field(
+        default=200_000,
+        ge=1,
+        description="Most characters in one request, all texts together (a 2048-token chat window is ~10k).",
+    )
     max_request_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     batch_size: int = Field(default=64, ge=1, description="Texts per model batch.")
+    batch_max_chars: int = Field(
+        default=16_000, ge=1, description="Characters per model batch: a long request yields to others between batches."
+    )
+    max_queued_texts: int = Field(
+        default=4096, ge=1, description="Texts waiting for the model at once; past it requests get 503 overloaded."
+    )
     batch_wait_ms: float = Field(
         default=0.0, ge=0, description="Extra wait to collect concurrent requests (0: batch what queued while busy)."
     )

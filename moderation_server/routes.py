@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 
 from moderation_server.protocol import ClassifyRequest, ModerationRequest
 from moderation_server.service import ModerationService
-from services.requests import parse_body
+from services.requests import cancel_on_disconnect, parse_body
 
 router = APIRouter()
 
@@ -22,7 +22,8 @@ def _service(request: Request) -> ModerationService:
 async def classify(request: Request) -> dict[str, Any]:
     service = _service(request)
     _, body = await parse_body(request, ClassifyRequest, request.app.state.settings.max_request_bytes)
-    results = await service.classify(service.texts_of(body.input))
+    # A caller that gives up (the gateway's timeout) takes its unscored texts out of the model's queue.
+    results = await cancel_on_disconnect(request, service.classify(service.texts_of(body.input)))
     answer: dict[str, Any] = {"model": service.model, "results": [r.model_dump() for r in results]}
     if isinstance(body.input, str):  # one text: its result at the top level too
         answer.update(results[0].model_dump())
@@ -33,5 +34,5 @@ async def classify(request: Request) -> dict[str, Any]:
 async def create_moderation(request: Request) -> dict[str, Any]:
     service = _service(request)
     _, body = await parse_body(request, ModerationRequest, request.app.state.settings.max_request_bytes)
-    results = await service.classify(service.texts_of(body.input))
+    results = await cancel_on_disconnect(request, service.classify(service.texts_of(body.input)))
     return {"id": f"modr-{uuid.uuid4().hex}", "model": service.model, "results": [r.to_openai() for r in results]}

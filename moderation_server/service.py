@@ -61,6 +61,13 @@ class ModerationService:
                     param=param,
                     code="input_too_long",
                 )
+        total = sum(len(str(text)) for text in texts)
+        if total > self._settings.max_request_chars:
+            raise BadRequestError(
+                f"'input' has {total} characters in all; the limit is {self._settings.max_request_chars} per request.",
+                param="input",
+                code="input_too_long",
+            )
         return [str(text) for text in texts]
 
     async def classify(self, texts: list[str]) -> list[Classification]:

@@ -127,6 +127,10 @@ class UpstreamTimeoutError(OpenAIError):
     error_type = "timeout_error"
 
 
+class ClientDisconnected(Exception):
+    """The client closed the connection before the answer was ready; nobody reads a reply."""
+
+
 _BY_STATUS: dict[int, type[OpenAIError]] = {
     cls.status_code: cls
     for cls in (
@@ -151,8 +155,9 @@ def error_for_status(status_code: int, message: str, **kwargs: Any) -> OpenAIErr
     if status_code == 422:
         status_code = 400
     cls = _BY_STATUS.get(status_code)
-    if cls is None:
-        return OpenAIError(message, status_code=status_code, **kwargs)
+    if cls is None:  # e.g. 405, 415: still the client's error
+        error_type = "invalid_request_error" if status_code < 500 else "server_error"
+        return OpenAIError(message, status_code=status_code, error_type=error_type, **kwargs)
     return cls(message, **kwargs)
 
 
@@ -217,11 +222,6 @@ def install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, StarletteHTTPException)
         return error_response(error_for_status(exc.status_code, str(exc.detail), headers=exc.headers))
 
-    async def on_unexpected(_: Request, exc: Exception) -> JSONResponse:
-        logger.exception("unhandled error")
-        return error_response(InternalServerError("The server had an error while processing your request."))
-
     app.add_exception_handler(OpenAIError, on_openai_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
-    app.add_exception_handler(Exception, on_unexpected)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from services.errors import ClientDisconnected, InternalServerError
 from services.logging import request_id_var
 from services.metrics import HTTP_LATENCY, HTTP_REQUESTS
 
@@ -19,7 +21,12 @@ _QUIET_PATHS = frozenset({"/health", "/ready", "/metrics"})
 
 class RequestContextMiddleware:
     """Gives every request an id (kept from ``X-Request-Id`` when the client sent one),
-    echoes it back, logs one line per request and counts it."""
+    echoes it back, logs one line per request and counts it.
+
+    It is also the last stop for errors no handler took: their traceback is logged once, here,
+    and the client gets a 500 in the OpenAI shape (nothing is re-raised to the server, which
+    would log it a second time). A client that went away (:class:`ClientDisconnected`) is
+    counted as status 499 and gets no answer."""
 
     def __init__(self, app: ASGIApp, service: str) -> None:
         self.app = app
@@ -34,9 +41,12 @@ class RequestContextMiddleware:
         started = time.perf_counter()
         status = 500
 
+        started_response = [False]
+
         async def send_with_id(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
+                started_response[0] = True
                 status = message["status"]
                 message["headers"] = [*message.get("headers", []), (REQUEST_ID_HEADER, request_id.encode())]
                 route = _route_of(scope)
@@ -45,6 +55,12 @@ class RequestContextMiddleware:
 
         try:
             await self.app(scope, receive, send_with_id)
+        except ClientDisconnected:
+            status = 499
+        except Exception:
+            logger.exception("unhandled error in %s %s", scope["method"], scope["path"])
+            if not started_response[0]:
+                await _send_internal_error(send_with_id)
         finally:
             route = _route_of(scope)
             HTTP_REQUESTS.labels(self.service, scope["method"], route, str(status)).inc()
@@ -71,3 +87,10 @@ def _route_of(scope: Scope) -> str:
     """The route template (``/v1/documents/{id}``), so label values stay bounded."""
     route = scope.get("route")
     return getattr(route, "path", None) or "unmatched"
+
+
+async def _send_internal_error(send: Send) -> None:
+    body = json.dumps(InternalServerError("The server had an error while processing your request.").to_dict()).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 500, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -8,16 +8,20 @@ model code sees them.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import re
+from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 
-from services.errors import BadRequestError, PayloadTooLargeError, describe_validation_errors
+from services.errors import BadRequestError, ClientDisconnected, PayloadTooLargeError, describe_validation_errors
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
+T = TypeVar("T")
 
 # A lone surrogate can only arrive as a \\uD800-\\uDFFF escape or as its raw (invalid) UTF-8
 # bytes, which json.loads decodes with 'surrogatepass'. Cheap to scan; the walk runs only on a hit.
@@ -98,3 +102,28 @@ async def parse_body(request: Request, model: type[ModelT], max_bytes: int) -> t
     """The body as sent (to forward) and as validated (to read)."""
     data = await read_json_object(request, max_bytes)
     return data, validate_body(data, model)
+
+
+async def cancel_on_disconnect(request: Request, work: Awaitable[T]) -> T:
+    """Await ``work``, cancelling it as soon as the client disconnects.
+
+    Call it after the body was read: the next ASGI message is then ``http.disconnect``.
+    Raises :class:`ClientDisconnected` when the client went first (the app answers 499).
+    """
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+    if not task.done():
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        raise ClientDisconnected()
+    return task.result()
+
+
+async def _disconnected(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
