@@ -81,7 +81,7 @@ def _is_hub_id(model: str) -> bool:
 # vLLM log lines that start a phase of its start-up, in order, and what a user is told.
 _STARTUP_PHASES = (
     ("Starting to load model", "loading the model weights"),
-    ("Warming up model for the compilation", "compiling the model with torch.compile (kernels cached after the first start)"),
+    ("Warming up model for the compilation", "compiling the model (kernels are cached after the first start)"),
     ("Warming up done", "allocating the KV cache"),
     ("init engine", "starting the API server"),
     ("Starting vLLM server", "answering health checks"),

@@ -13,8 +13,8 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from chat_server.config import ChatServerSettings
-from chat_server.prepare import model_dir
 from chat_server.launch import startup_phase
+from chat_server.prepare import model_dir
 from chat_server.profiles import GGUFSource, get_profile
 from openchatkit.feedback_stack import feedback_specs, gateway_feedback_env, stack_redis
 from openchatkit.supervisor import ServiceSpec, python_module

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -50,7 +50,8 @@ def metric(url: str, name: str) -> float:
 )
 def test_lone_surrogates_are_400(moderation: ModerationService, body: bytes) -> None:
     for path in ("/v1/classify", "/v1/moderations"):
-        answer = httpx.post(moderation.url + path, content=body, headers={"content-type": "application/json"}, timeout=60)
+        headers = {"content-type": "application/json"}
+        answer = httpx.post(moderation.url + path, content=body, headers=headers, timeout=60)
         assert answer.status_code == 400, answer.text
         assert answer.json()["error"]["code"] == "invalid_json"
         assert "surrogate" in answer.json()["error"]["message"]
@@ -111,8 +112,7 @@ def test_a_small_request_is_not_stuck_behind_a_huge_one(roomy_moderation: Modera
     async def run() -> tuple[bool, int]:
         async with httpx.AsyncClient(timeout=httpx.Timeout(600)) as client:
             big = asyncio.create_task(client.post(url + "/v1/classify", json={"input": BIG_REQUEST}))
-            while metric(url, "openchatkit_moderation_scored_texts_total") < 1:  # the big one is on the model
-                await asyncio.sleep(0.2)
+            await until(lambda: metric(url, "openchatkit_moderation_scored_texts_total") >= 1)  # big one is running
             small = await client.post(url + "/v1/classify", json={"input": "Hi, how are you?"})
             assert small.status_code == 200
             big_still_running = not big.done()
@@ -131,8 +131,7 @@ def test_work_of_a_client_that_hung_up_is_dropped(roomy_moderation: ModerationSe
     async def send_and_hang_up() -> None:
         async with httpx.AsyncClient(timeout=httpx.Timeout(600)) as client:
             big = asyncio.create_task(client.post(url + "/v1/classify", json={"input": BIG_REQUEST}))
-            while metric(url, "openchatkit_moderation_scored_texts_total") <= scored_before:
-                await asyncio.sleep(0.2)
+            await until(lambda: metric(url, "openchatkit_moderation_scored_texts_total") > scored_before)
             big.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await big
@@ -149,8 +148,15 @@ def test_work_of_a_client_that_hung_up_is_dropped(roomy_moderation: ModerationSe
 
 
 async def _wait_for_empty_queue(url: str) -> bool:
-    for _ in range(600):  # generous: the machine may be busy
-        if metric(url, "openchatkit_moderation_queued_texts") == 0:
-            return True
-        await asyncio.sleep(0.5)
-    return False
+    return await until(lambda: metric(url, "openchatkit_moderation_queued_texts") == 0)
+
+
+async def until(condition: Callable[[], bool], timeout_s: float = 300.0) -> bool:
+    """Poll ``condition`` (generous bound: the machine may be busy); False if it never held."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while not condition():
+        if loop.time() > deadline:
+            return False
+        await asyncio.sleep(0.2)
+    return True
