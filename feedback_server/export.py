@@ -140,6 +140,8 @@ class Exporter:
             return None, "harmful"
         if turn is None:
             return None, "turn_not_recorded"
+        if turn.aborted:
+            return None, "aborted"
         ideal = (feedback.ideal_response or "").strip()
         answer = (turn.answer or "").strip()
         messages = [{"role": m.get("role"), "content": message_text(m)} for m in turn.messages]

@@ -37,7 +37,7 @@ def build_app(settings: GatewaySettings | None = None) -> FastAPI:
         app.state.http = http
         app.state.registry = registry
         app.state.chat = ChatCompletionService(settings, registry, upstream, build_hooks(settings, http))
-        app.state.completions = CompletionService(registry, upstream)
+        app.state.completions = CompletionService(registry, upstream, settings)
         refresher = asyncio.create_task(registry.keep_fresh())
         try:
             yield

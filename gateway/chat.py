@@ -12,7 +12,7 @@ from typing import Any
 from gateway.config import GatewaySettings
 from gateway.models import ModelRegistry, ModelRoute
 from gateway.pipeline import ChatHook, ChatTurn, StreamVerdict, refusal_body, refusal_chunks
-from gateway.truncation import fit_history
+from gateway.truncation import drop_what_cannot_fit, fit_history
 from gateway.upstream import DONE, SSE_DONE, Generation, UpstreamClient, sse_event
 from services.errors import BadRequestError, OpenAIError, sse_error
 from services.protocol import ChatCompletionRequest
@@ -51,11 +51,13 @@ class ChatCompletionService:
         turn = ChatTurn(
             id=f"chatcmpl-{base_id}", model=request.model, request=request, forward=forward, stream=bool(request.stream)
         )
+        # Cheap checks first: a conversation that cannot fit is a 400 before moderation or retrieval run.
+        turn.dropped_messages = await self._fit_context(route, request, forward)
         for hook in self.hooks:
             await hook.before_generation(turn)
             if turn.refusal is not None:
                 return await self._refuse(turn)
-        turn.dropped_messages = await self._fit_context(route, request, forward)
+        turn.dropped_messages += await self._fit_context(route, request, forward)  # with what hooks added
         client_wants_usage = bool((request.stream_options or {}).get("include_usage"))
         if turn.stream and not client_wants_usage:
             # Token counts are recorded for every turn; the usage chunk is kept from clients that did not ask.
@@ -108,6 +110,8 @@ class ChatCompletionService:
         messages = forward["messages"]
         if _upper_bound_tokens(messages, self._settings.template_overhead_tokens) <= budget:
             return 0  # cannot overflow: skip the count
+        messages, dropped_uncounted = drop_what_cannot_fit(messages, budget, route.counter.max_chars_per_token)
+        forward["messages"] = messages
 
         async def count(candidate: list[dict[str, Any]]) -> int:
             return await route.counter.count_chat(route.model, candidate)
@@ -119,7 +123,7 @@ class ChatCompletionService:
                 extra={"dropped_messages": fitted.dropped_messages, "prompt_tokens": fitted.prompt_tokens},
             )
             forward["messages"] = fitted.messages
-        return fitted.dropped_messages
+        return dropped_uncounted + fitted.dropped_messages
 
     async def _relay(
         self, turn: ChatTurn, events: AsyncIterator[dict[str, Any] | object], send_usage: bool
@@ -127,6 +131,7 @@ class ChatCompletionService:
         """Re-frame upstream chunks with our id, let hooks review text before it is sent,
         and put the response extensions on the first and the finishing chunks."""
         relay = _StreamState(turn, self.hooks, send_usage)
+        ended = False
         try:
             async with aclosing(events):  # a client that hangs up cancels the upstream request
                 async for event in events:
@@ -142,10 +147,13 @@ class ChatCompletionService:
                     if relay.blocked:
                         break
             yield SSE_DONE
+            ended = True
         except OpenAIError as exc:
             logger.warning("stream failed: %s", exc.message)
+            ended = True
             yield sse_error(exc)
         finally:
+            turn.aborted = not ended
             turn.answers = [relay.released.get(i, "") for i in range(max(relay.released, default=-1) + 1)]
             await self._finish(turn)
 
@@ -159,6 +167,7 @@ class _StreamState:
         self.send_usage = send_usage
         self.released: dict[int, str] = {}
         self.pending: dict[int, str] = {}
+        self.held_fields: dict[int, _TokenFields] = {}
         self.first = True
         self.blocked = False
 
@@ -177,6 +186,8 @@ class _StreamState:
             delta = choice.get("delta") or {}
             finish = choice.get("finish_reason")
             piece = delta.get("content") or ""
+            held = self.held_fields.setdefault(index, _TokenFields())
+            held.take_from(choice)  # sent with the text they belong to
             if not piece and finish is None:
                 continue
             self.pending[index] = self.pending.get(index, "") + piece
@@ -189,6 +200,7 @@ class _StreamState:
                 delta.pop("content", None)
                 continue
             delta["content"] = self.pending.pop(index, "")
+            held.give_to(choice)
             self.released[index] = self.released.get(index, "") + delta["content"]
             if finish is not None:
                 self._mark_finished(index, finish)
@@ -228,6 +240,31 @@ class _StreamState:
             "choices": [{"index": index, "delta": {}, "finish_reason": "content_filter"}],
             **self.turn.extensions,
         }
+
+
+class _TokenFields:
+    """Per-token fields of the chunks held back with their text (``logprobs.content`` entries,
+    vLLM's ``token_ids``), put back in order on the chunk that releases the text."""
+
+    def __init__(self) -> None:
+        self.logprobs: list[Any] | None = None
+        self.token_ids: list[Any] | None = None
+
+    def take_from(self, choice: dict[str, Any]) -> None:
+        logprobs = choice.pop("logprobs", None)
+        if isinstance(logprobs, dict) and logprobs.get("content") is not None:
+            self.logprobs = (self.logprobs or []) + list(logprobs["content"])
+        token_ids = choice.pop("token_ids", None)
+        if token_ids is not None:
+            self.token_ids = (self.token_ids or []) + list(token_ids)
+
+    def give_to(self, choice: dict[str, Any]) -> None:
+        if self.logprobs is not None:
+            choice["logprobs"] = {"content": self.logprobs}
+            self.logprobs = None
+        if self.token_ids is not None:
+            choice["token_ids"] = self.token_ids
+            self.token_ids = None
 
 
 def _upper_bound_tokens(messages: list[dict[str, Any]], template_overhead: int) -> int:

@@ -48,6 +48,12 @@ class GatewaySettings(ServiceSettings):
         default=128, ge=0, description="Upper bound on the tokens a chat template adds, for the no-count fast path."
     )
     max_request_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    max_prompts_per_request: int = Field(
+        default=32, ge=1, description="/v1/completions: most prompts in one request's `prompt` list."
+    )
+    max_choices_per_request: int = Field(
+        default=64, ge=1, description="/v1/completions: most generations per request (`n` x prompts)."
+    )
     feedback: FeedbackCaptureSettings = Field(default_factory=FeedbackCaptureSettings)
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
     moderation: ModerationPolicySettings = Field(default_factory=ModerationPolicySettings)

@@ -60,6 +60,7 @@ def turn_event(turn: ChatTurn, wall_started: float) -> TurnEvent:
         messages=list(turn.forward.get("messages") or []),
         answers=list(turn.answers),
         finish_reasons=list(turn.finish_reasons),
+        aborted=turn.aborted,
         moderation=moderation if isinstance(moderation, dict) else None,
         citations=citations if isinstance(citations, list) else None,
         prompt_tokens=usage.get("prompt_tokens"),

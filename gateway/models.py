@@ -54,7 +54,8 @@ class ModelRegistry:
         return any(self._healthy.values()) and bool(self._routes)
 
     def cards(self) -> list[dict[str, Any]]:
-        return [route.card for route in self._routes.values()]
+        """OpenAI model cards as the upstreams list them, minus where their files live."""
+        return [_public_card(route.card) for route in self._routes.values()]
 
     def _make_counter(self, upstream: UpstreamConfig) -> TokenCounter:
         if upstream.tokenizer:
@@ -117,3 +118,11 @@ class ModelRegistry:
             except Exception:
                 logger.exception("model refresh failed")
             await asyncio.sleep(self._refresh_s if self.ready else 1.0)
+
+
+def _public_card(card: dict[str, Any]) -> dict[str, Any]:
+    """vLLM sets ``root`` to the directory it loaded (under a user's cache): clients see the model id."""
+    root = card.get("root")
+    if isinstance(root, str) and (root.startswith(("/", "~", ".")) or "\\" in root):
+        return {**card, "root": card["id"]}
+    return card

@@ -9,6 +9,7 @@ from fastapi.responses import Response
 from services.errors import NotImplementedFeatureError, PayloadTooLargeError, from_upstream_body
 from services.http import map_httpx_errors
 from services.logging import request_id_var
+from services.requests import loads_json
 
 router = APIRouter()
 
@@ -16,11 +17,12 @@ router = APIRouter()
 @router.post("/v1/moderations")
 async def create_moderation(request: Request) -> Response:
     settings = request.app.state.settings
-    if not settings.moderation.enabled:
-        raise NotImplementedFeatureError("Moderation is disabled on this gateway.", code="moderation_disabled")
     body = await request.body()
     if len(body) > settings.max_request_bytes:
         raise PayloadTooLargeError(f"The request body is {len(body)} bytes; the limit is {settings.max_request_bytes}.")
+    loads_json(body)  # malformed, too deep or invalid text: 400 here, forwarded as it came otherwise
+    if not settings.moderation.enabled:
+        raise NotImplementedFeatureError("Moderation is disabled on this gateway.", code="moderation_disabled")
     headers = {"content-type": request.headers.get("content-type", "application/json")}
     request_id = request_id_var.get()
     if request_id:

@@ -32,6 +32,8 @@ class ChatTurn:
     finish_reasons: list[str | None] = field(default_factory=list)
     usage: dict[str, Any] | None = None
     dropped_messages: int = 0
+    aborted: bool = False
+    """The client went away before the stream ended."""
     started: float = field(default_factory=time.monotonic)
     finished: float | None = None
 

@@ -15,6 +15,10 @@ Messages = list[dict[str, Any]]
 
 
 class TokenCounter(Protocol):
+    max_chars_per_token: int
+    """No token of the model covers more characters: ``len(text) / max_chars_per_token`` is a lower
+    bound on its tokens, which lets the gateway refuse a hopeless text before counting it."""
+
     async def count_chat(self, model: str, messages: Messages) -> int:
         """Tokens of the rendered prompt, generation prompt included."""
         ...
@@ -27,6 +31,8 @@ class LocalTokenCounter:
         from transformers import AutoTokenizer
 
         self._tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir, local_files_only=True)
+        # Byte-level BPE spells each byte as one symbol, so a token's symbols bound its characters.
+        self.max_chars_per_token = max(len(token) for token in self._tokenizer.get_vocab())
         if chat_template:
             self._tokenizer.chat_template = Path(chat_template).read_text()
 
@@ -43,7 +49,14 @@ class LocalTokenCounter:
 class RemoteTokenCounter:
     """vLLM's own ``/tokenize``: exact for whatever the upstream serves, one hop per count."""
 
-    def __init__(self, http: httpx.AsyncClient, root_url: str, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        root_url: str,
+        headers: dict[str, str] | None = None,
+        max_chars_per_token: int = 64,
+    ) -> None:
+        self.max_chars_per_token = max_chars_per_token
         self._http = http
         self._url = root_url.rstrip("/") + "/tokenize"
         self._headers = headers or {}

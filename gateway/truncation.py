@@ -76,3 +76,38 @@ async def fit_history(messages: Messages, count_tokens: CountTokens, budget: int
             low = mid + 1
     fitted = _keep(messages, pinned, turns, high)
     return FittedHistory(fitted, len(messages) - len(fitted), best_tokens)
+
+
+def message_chars(message: dict[str, Any]) -> int:
+    """Characters of a message's text (string content or text parts)."""
+    content = message.get("content")
+    if isinstance(content, list):
+        return sum(len(str(p.get("text") or "")) for p in content if isinstance(p, dict))
+    return len(str(content or ""))
+
+
+def drop_what_cannot_fit(messages: Messages, budget: int, max_chars_per_token: int) -> tuple[Messages, int]:
+    """The cheap first pass of :func:`fit_history`, before any tokenizer or model call.
+
+    No token covers more than ``max_chars_per_token`` characters, so a text of ``c`` characters
+    takes at least ``c / max_chars_per_token`` tokens. Raises ``ContextLengthError`` when the
+    pinned messages (system + latest turn) cannot fit by that bound; drops, uncounted, the newest
+    droppable turn that cannot fit alone and every turn older than it. Returns the messages kept
+    and how many were dropped.
+    """
+    pinned, turns = split_turns(messages)
+
+    def lower_bound(indexes: list[int]) -> int:
+        return -(-sum(message_chars(messages[i]) for i in indexes) // max_chars_per_token)
+
+    floor = lower_bound(pinned)
+    if floor > budget:
+        raise ContextLengthError(
+            f"The latest message and system prompt take at least {floor} tokens, but only {budget} fit "
+            "with the requested completion length. Shorten the message or lower max_tokens."
+        )
+    for k in range(len(turns) - 1, -1, -1):
+        if lower_bound(turns[k]) > budget:
+            kept = _keep(messages, pinned, turns, k + 1)
+            return kept, len(messages) - len(kept)
+    return messages, 0

@@ -48,11 +48,15 @@ def engine_errors() -> Iterator[None]:
     try:
         yield
     except IndexUnavailable as exc:
-        raise ServiceUnavailableError(str(exc), code="index_unavailable") from exc
+        logger.warning("the index is unavailable: %s", exc)
+        raise ServiceUnavailableError(
+            "The document index is unavailable; try again later.", code="index_unavailable"
+        ) from exc
     except IndexMismatch as exc:
         raise ConflictError(str(exc), code="collection_mismatch") from exc
     except IndexError_ as exc:
-        raise InternalServerError(str(exc), code="index_error") from exc
+        logger.error("the index failed: %s", exc)
+        raise InternalServerError("The document index failed on this request.", code="index_error") from exc
 
 
 class RetrievalService:

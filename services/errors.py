@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -169,12 +170,36 @@ def from_upstream_body(status_code: int, body: bytes) -> OpenAIError:
             err = {"message": str(err)}
     except (ValueError, AttributeError):
         err = {"message": body.decode("utf-8", "replace")[:500] or f"upstream answered {status_code}"}
+    message = str(err.get("message") or f"upstream answered {status_code}")
+    param = err.get("param") if isinstance(err.get("param"), str) else None
+    code = err.get("code")
+    if isinstance(code, int) or (isinstance(code, str) and code.isdigit()):
+        code = None  # vLLM puts the HTTP status there; OpenAI's codes are words or null
+    if _VALIDATION_DUMP.match(message):
+        message, param = _first_validation_error(message, param)
     return error_for_status(
         status_code if status_code >= 400 else 502,
-        str(err.get("message") or f"upstream answered {status_code}"),
-        param=err.get("param"),
-        code=None if err.get("code") is None else str(err.get("code")),
+        message,
+        param=param.removeprefix("body.") if param else None,
+        code=None if code is None else str(code),
     )
+
+
+# vLLM answers its own request-validation failures with pydantic's whole error dump as the message.
+_VALIDATION_DUMP = re.compile(r"^\d+ validation errors?\b")
+_DICT_ERROR = re.compile(r"'loc': '(?P<loc>[^']*)', 'msg': (?P<q>['\"])(?P<msg>.*?)(?P=q)(?:, 'input'|, 'ctx'|\})")
+_PYDANTIC_ERROR = re.compile(r"^(?P<loc>\S[^\n]*)\n\s+(?P<msg>[^\n]*?)(?: \[type=[^\n]*)?$", re.M)
+
+
+def _first_validation_error(dump: str, param: str | None) -> tuple[str, str | None]:
+    """One readable sentence from a pydantic error dump: where and what, no input values."""
+    found = _DICT_ERROR.search(dump) or _PYDANTIC_ERROR.search(dump.split("\n", 1)[-1])
+    if found is None:
+        return "Invalid request.", param
+    where = param or found.group("loc")
+    # drop pydantic's union-member class names ("messages.0.ChatCompletionUserMessageParam.content")
+    where = ".".join(part for part in where.removeprefix("body.").split(".") if not part[:1].isupper())
+    return f"Invalid request at '{where}': {found.group('msg')}.", where
 
 
 def error_response(exc: OpenAIError) -> JSONResponse:

@@ -8,12 +8,15 @@ which is most of what the gateway adds to a request. Everything else uses httpx.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterator
 
 import aiohttp
 import httpx
 
 from services.errors import ServiceUnavailableError, UpstreamError, UpstreamTimeoutError
+
+logger = logging.getLogger(__name__)
 
 
 def build_http_client(
@@ -38,11 +41,13 @@ def map_httpx_errors(upstream: str) -> Iterator[None]:
     try:
         yield
     except httpx.TimeoutException as exc:
-        raise UpstreamTimeoutError(f"{upstream} did not answer in time.", code="upstream_timeout") from exc
+        raise UpstreamTimeoutError(f"{_capital(upstream)} did not answer in time.", code="upstream_timeout") from exc
     except (httpx.ConnectError, httpx.RemoteProtocolError) as exc:
-        raise ServiceUnavailableError(f"{upstream} is unavailable: {exc}.", code="upstream_unavailable") from exc
+        logger.warning("%s is unavailable: %r", upstream, exc)
+        raise ServiceUnavailableError(f"{_capital(upstream)} is unavailable.", code="upstream_unavailable") from exc
     except httpx.TransportError as exc:
-        raise UpstreamError(f"{upstream} failed: {exc}.", code="upstream_error") from exc
+        logger.warning("%s failed: %r", upstream, exc)
+        raise UpstreamError(f"{_capital(upstream)} failed.", code="upstream_error") from exc
 
 
 def build_aiohttp_session(
@@ -64,8 +69,15 @@ def map_aiohttp_errors(upstream: str) -> Iterator[None]:
     try:
         yield
     except TimeoutError as exc:  # aiohttp's timeouts are TimeoutErrors
-        raise UpstreamTimeoutError(f"{upstream} did not answer in time.", code="upstream_timeout") from exc
+        raise UpstreamTimeoutError(f"{_capital(upstream)} did not answer in time.", code="upstream_timeout") from exc
     except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError) as exc:
-        raise ServiceUnavailableError(f"{upstream} is unavailable: {exc}.", code="upstream_unavailable") from exc
+        logger.warning("%s is unavailable: %r", upstream, exc)
+        raise ServiceUnavailableError(f"{_capital(upstream)} is unavailable.", code="upstream_unavailable") from exc
     except aiohttp.ClientError as exc:
-        raise UpstreamError(f"{upstream} failed: {exc}.", code="upstream_error") from exc
+        logger.warning("%s failed: %r", upstream, exc)
+        raise UpstreamError(f"{_capital(upstream)} failed.", code="upstream_error") from exc
+
+
+def _capital(text: str) -> str:
+    """Client messages name the dependency only; addresses and library errors go to the log."""
+    return text[:1].upper() + text[1:]

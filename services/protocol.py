@@ -11,7 +11,7 @@ import time
 import uuid
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
 
@@ -20,9 +20,13 @@ class OpenAIModel(BaseModel):
     model_config = ConfigDict(extra="allow")
 
 
+# OpenAI's content part types and vLLM's media extensions; anything else is a 400 here, not in vLLM.
+PartType = Literal["text", "image_url", "input_audio", "file", "refusal", "audio_url", "video_url"]
+
+
 class TextPart(BaseModel):
     model_config = ConfigDict(extra="allow")
-    type: str
+    type: PartType
     text: str | None = None
 
 
@@ -30,6 +34,12 @@ class ChatMessage(OpenAIModel):
     role: Role
     content: str | list[TextPart] | None = None
     name: str | None = None
+
+    @model_validator(mode="after")
+    def _content_required(self) -> ChatMessage:
+        if self.content is None and self.role in ("system", "developer", "user"):
+            raise ValueError(f"a {self.role} message needs 'content'")
+        return self
 
     def text(self) -> str:
         """The message's text, with list-of-parts content joined."""
@@ -61,7 +71,7 @@ class SamplingFields(OpenAIModel):
     presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
     frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
     logit_bias: dict[str, float] | None = None
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=-(2**63), le=2**63 - 1, description="A 64-bit integer, as vLLM takes.")
     user: str | None = None
 
     _stop = field_validator("stop")(_check_stop)

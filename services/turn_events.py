@@ -31,6 +31,9 @@ class TurnEvent(BaseModel):
     completion_tokens: int | None = None
     latency_ms: float | None = None
     stream: bool = False
+    aborted: bool = Field(
+        default=False, description="The client hung up before the answer ended: answers hold only what was sent."
+    )
     created_at: float = Field(default_factory=time.time)
 
 

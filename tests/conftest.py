@@ -74,6 +74,9 @@ def start_gateway(
             "GATEWAY_API_KEYS": json.dumps([API_KEY]),
             "GATEWAY_UPSTREAMS": json.dumps(upstreams),
             "GATEWAY_MODEL_REFRESH_S": "2",
+            # Speed is for benchmarks: dependencies get time enough for a machine busy with other work.
+            "GATEWAY_MODERATION__TIMEOUT_S": "300",
+            "GATEWAY_RETRIEVAL__TIMEOUT_S": "300",
             **(env or {}),
         },
         log_dir,
@@ -114,7 +117,7 @@ def chat_stack(smollm2_dir: Path, log_dir: Path) -> Iterator[ChatStack]:
     gateway = None
     try:
         gateway = start_gateway(log_dir, [upstream], wait_ready=False)
-        ready_before = httpx.get(gateway.url + "/ready", timeout=10).status_code
+        ready_before = httpx.get(gateway.url + "/ready", timeout=120).status_code
         vllm.wait_http(chat.url + "/health", timeout=float(os.environ.get("OPENCHATKIT_TEST_VLLM_TIMEOUT", "900")))
         gateway.process.wait_http(gateway.url + "/ready", timeout=60)
         yield ChatStack(chat, gateway, ready_before)

@@ -79,6 +79,7 @@ def turn_row(turn: TurnEvent) -> dict[str, Any]:
         "completion_tokens": turn.completion_tokens,
         "latency_ms": turn.latency_ms,
         "stream": turn.stream,
+        "aborted": turn.aborted,
         "created_at": _when(turn.created_at),
         "stored_at": utc_now(),
     }

@@ -24,7 +24,7 @@ def api(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tu
     stream = unique("test:feedback-api")
     env = feedback_env(redis_url, stream, f"sqlite+aiosqlite:///{tmp / 'feedback.db'}", FEEDBACK_MAX_TEXT_CHARS="1000")
     process, url = start_feedback_api(env, tmp)
-    process.wait_http(url + "/ready", timeout=30)
+    process.wait_http(url + "/ready", timeout=120)
     yield url, stream
     process.stop()
     client = redis.Redis.from_url(redis_url)

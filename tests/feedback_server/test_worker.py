@@ -35,7 +35,7 @@ def submit(url: str, count: int, *, comment: str | None = None) -> list[str]:
         body = {"response_id": f"chatcmpl-{uuid.uuid4().hex}", "rating": "up" if i % 2 else "down"}
         if comment is not None:
             body["comment"] = comment
-        answer = httpx.post(url + "/v1/feedback", json=body, timeout=10)
+        answer = httpx.post(url + "/v1/feedback", json=body, timeout=120)
         return answer.json()["id"] if answer.status_code == 202 else None
 
     with ThreadPoolExecutor(max_workers=8) as pool:

@@ -78,7 +78,7 @@ def test_openai_sdk_moderations_through_the_gateway(
     with pytest.raises(openai.BadRequestError) as bad:
         gateway.client().moderations.create(input="")
     assert bad.value.status_code == 400 and bad.value.body["param"] == "input"
-    unauthorized = httpx.post(gateway.url + "/v1/moderations", json={"input": "hi"}, timeout=10)
+    unauthorized = httpx.post(gateway.url + "/v1/moderations", json={"input": "hi"}, timeout=120)
     assert unauthorized.status_code == 401
 
 
@@ -162,7 +162,7 @@ def test_moderation_down_fails_open_when_configured(gateway_factory: GatewayFact
     assert verdict["label"] is None and verdict["flagged"] is False and "fail-open" in verdict["error"]
     content, finish, _ = stream_text(gateway, "Hello there!")
     assert content and finish in ("stop", "length")
-    metrics = httpx.get(gateway.url + "/metrics", timeout=10).text
+    metrics = httpx.get(gateway.url + "/metrics", timeout=120).text
     assert _counter(metrics, 'openchatkit_gateway_moderation_failures_total{mode="open",stage="input"}') >= 2
     assert _counter(metrics, 'openchatkit_gateway_moderation_failures_total{mode="open",stage="output"}') >= 1
 

@@ -77,3 +77,39 @@ async def test_latest_turn_alone_too_long_is_a_context_error(counter: LocalToken
     with pytest.raises(ContextLengthError) as err:
         await fit_history(messages, lambda m: count_with(counter, m), budget=200)
     assert err.value.status_code == 400 and err.value.code == "context_length_exceeded"
+
+
+def test_the_character_bound_never_exceeds_the_real_count(counter: LocalTokenCounter) -> None:
+    """len(text) / max_chars_per_token is a lower bound on tokens, for every kind of text."""
+    texts = [
+        "#" * 5000,
+        " " * 5000,
+        "\n" + " " * 4000,
+        "word " * 2000,
+        "日本語のテキスト" * 300,
+        "a" * 7000,
+        "😀" * 900,
+    ]
+    for text in texts:
+        tokens = len(counter._tokenizer(text)["input_ids"])
+        assert len(text) / counter.max_chars_per_token <= tokens, text[:20]
+
+
+def test_hopeless_text_is_refused_or_dropped_without_counting() -> None:
+    from gateway.truncation import drop_what_cannot_fit
+
+    big = "x" * 100_000
+    with pytest.raises(ContextLengthError):
+        drop_what_cannot_fit([{"role": "system", "content": "hi"}, {"role": "user", "content": big}], 1000, 80)
+    messages = [
+        {"role": "user", "content": "old"},
+        {"role": "assistant", "content": "old answer"},
+        {"role": "user", "content": big},
+        {"role": "assistant", "content": "ok"},
+        {"role": "user", "content": "recent"},
+        {"role": "assistant", "content": "recent answer"},
+        {"role": "user", "content": "latest"},
+    ]
+    kept, dropped = drop_what_cannot_fit(messages, 1000, 80)
+    assert dropped == 4 and [m["content"] for m in kept] == ["recent", "recent answer", "latest"]
+    assert drop_what_cannot_fit(messages[4:], 1000, 80) == (messages[4:], 0)

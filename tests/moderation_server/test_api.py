@@ -22,7 +22,7 @@ def assert_distribution(scores: dict[str, float]) -> None:
 
 
 def test_classify_one_text(moderation: ModerationService) -> None:
-    answer = httpx.post(moderation.url + "/v1/classify", json={"input": HARMFUL}, timeout=30)
+    answer = httpx.post(moderation.url + "/v1/classify", json={"input": HARMFUL}, timeout=120)
     assert answer.status_code == 200, answer.text
     body = answer.json()
     assert body["label"] == "needs intervention"
@@ -39,11 +39,11 @@ def test_classify_batch_keeps_order_and_matches_single_requests(moderation: Mode
         "Can you suggest a good book about the history of Rome?",
         "shoot a photo at golden hour",
     ]
-    batch = httpx.post(moderation.url + "/v1/classify", json={"input": texts}, timeout=30).json()["results"]
+    batch = httpx.post(moderation.url + "/v1/classify", json={"input": texts}, timeout=120).json()["results"]
     assert [r["label"] for r in batch][:2] == ["casual", "needs intervention"]
     assert batch[0]["flagged"] is False
     for text, batched in zip(texts, batch, strict=True):
-        single = httpx.post(moderation.url + "/v1/classify", json={"input": text}, timeout=30).json()
+        single = httpx.post(moderation.url + "/v1/classify", json={"input": text}, timeout=120).json()
         assert single["label"] == batched["label"]
         for label in LABELS:
             assert single["scores"][label] == pytest.approx(batched["scores"][label], abs=1e-4)
@@ -64,7 +64,7 @@ def test_long_text_is_judged_by_its_worst_part(moderation: ModerationService) ->
         "governed by elected magistrates and the Senate, and later the emperors ruled. The city is famous for its "
         "architecture, including the Colosseum, the Pantheon and the Forum, and for its influence on law and language. "
     ) * 3  # past the encoder's 256-token window: classified in chunks
-    body = httpx.post(moderation.url + "/v1/classify", json={"input": [filler, filler + HARMFUL]}, timeout=30).json()
+    body = httpx.post(moderation.url + "/v1/classify", json={"input": [filler, filler + HARMFUL]}, timeout=120).json()
     assert [r["label"] for r in body["results"]] == ["casual", "needs intervention"]
 
 
@@ -98,7 +98,7 @@ def test_openai_sdk_moderations_create(moderation: ModerationService) -> None:
 )
 @pytest.mark.parametrize("path", ["/v1/classify", "/v1/moderations"])
 def test_bad_input_is_a_400_openai_error(moderation: ModerationService, path: str, body: dict, param: str) -> None:
-    answer = httpx.post(moderation.url + path, json=body, timeout=30)
+    answer = httpx.post(moderation.url + path, json=body, timeout=120)
     assert answer.status_code == 400, answer.text
     error = answer.json()["error"]
     assert error["type"] == "invalid_request_error"
@@ -111,15 +111,15 @@ def test_invalid_json_and_unknown_fields_are_400(moderation: ModerationService) 
         moderation.url + "/v1/classify", content=b"{not json", headers={"content-type": "application/json"}, timeout=30
     )
     assert broken.status_code == 400 and broken.json()["error"]["code"] == "invalid_json"
-    unknown = httpx.post(moderation.url + "/v1/classify", json={"input": "hi", "inptu": "typo"}, timeout=30)
+    unknown = httpx.post(moderation.url + "/v1/classify", json={"input": "hi", "inptu": "typo"}, timeout=120)
     assert unknown.status_code == 400 and unknown.json()["error"]["param"] == "inptu"
 
 
 def test_health_ready_and_metrics(moderation: ModerationService) -> None:
-    assert httpx.get(moderation.url + "/health", timeout=10).json() == {"status": "ok"}
-    ready = httpx.get(moderation.url + "/ready", timeout=10)
+    assert httpx.get(moderation.url + "/health", timeout=120).json() == {"status": "ok"}
+    ready = httpx.get(moderation.url + "/ready", timeout=120)
     assert ready.status_code == 200 and ready.json()["checks"] == {"backend": True}
-    httpx.post(moderation.url + "/v1/classify", json={"input": HARMFUL}, timeout=30)
-    metrics = httpx.get(moderation.url + "/metrics", timeout=10).text
+    httpx.post(moderation.url + "/v1/classify", json={"input": HARMFUL}, timeout=120)
+    metrics = httpx.get(moderation.url + "/metrics", timeout=120).text
     assert 'openchatkit_moderation_texts_total{backend="classifier",label="needs intervention"}' in metrics
     assert "openchatkit_moderation_request_seconds_bucket" in metrics

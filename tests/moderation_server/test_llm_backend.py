@@ -53,7 +53,7 @@ def test_vllm_scores_the_few_shot_prompt_with_each_label(chat_server: ChatModelS
 
 
 def test_service_with_llm_backend(llm_moderation: ModerationService, chat_server: ChatModelServer) -> None:
-    ready = httpx.get(llm_moderation.url + "/ready", timeout=10)
+    ready = httpx.get(llm_moderation.url + "/ready", timeout=120)
     assert ready.status_code == 200
     answer = httpx.post(llm_moderation.url + "/v1/classify", json={"input": TEXTS}, timeout=120)
     assert answer.status_code == 200, answer.text
@@ -66,7 +66,7 @@ def test_service_with_llm_backend(llm_moderation: ModerationService, chat_server
     moderation = llm_moderation.client().moderations.create(input=TEXTS[0])
     scores = moderation.results[0].model_dump()["category_scores"]
     assert sum(scores[label] for label in LABELS) == pytest.approx(1.0, abs=1e-6)
-    bad = httpx.post(llm_moderation.url + "/v1/classify", json={"input": ""}, timeout=30)
+    bad = httpx.post(llm_moderation.url + "/v1/classify", json={"input": ""}, timeout=120)
     assert bad.status_code == 400
 
 
@@ -81,7 +81,7 @@ def test_llm_backend_not_ready_without_its_model(log_dir: Path, chat_server: Cha
     process = ServiceProcess.module("moderation-nomodel", "moderation_server", env, log_dir).start()
     try:
         process.wait_http(f"http://127.0.0.1:{port}/health", timeout=120)
-        assert httpx.get(f"http://127.0.0.1:{port}/ready", timeout=10).status_code == 503
+        assert httpx.get(f"http://127.0.0.1:{port}/ready", timeout=120).status_code == 503
         answer = httpx.post(f"http://127.0.0.1:{port}/v1/classify", json={"input": "hello"}, timeout=60)
         assert answer.status_code == 502  # vLLM said the model does not exist: an upstream failure, not the caller's
         assert "gpt-jt-moderation-6b" in answer.json()["error"]["message"]

@@ -45,12 +45,14 @@ async def test_private_redis_feedback_api_and_worker_under_the_supervisor(
     def exercise() -> None:
         try:
             base = stack.url(stack.feedback_port)
-            answer = httpx.post(base + "/v1/feedback", json={"response_id": "chatcmpl-stack", "rating": "up"})
+            answer = httpx.post(
+                base + "/v1/feedback", json={"response_id": "chatcmpl-stack", "rating": "up"}, timeout=120
+            )
             seen["status"] = answer.status_code
             feedback_id = answer.json()["id"]
-            deadline = time.monotonic() + 30
+            deadline = time.monotonic() + 120
             while time.monotonic() < deadline:
-                if httpx.get(f"{base}/v1/feedback/{feedback_id}").json().get("status") == "stored":
+                if httpx.get(f"{base}/v1/feedback/{feedback_id}", timeout=120).json().get("status") == "stored":
                     break
                 time.sleep(0.2)
             with sqlite3.connect(tmp_path / "feedback.db") as db:

@@ -106,3 +106,30 @@ def test_stream_errors_are_an_sse_event_then_done() -> None:
     first, second = payload.strip().split("\n\n")
     assert json.loads(first.removeprefix("data: "))["error"]["message"] == "gone"
     assert second == "data: [DONE]"
+
+
+def test_vllm_validation_dumps_become_one_clear_sentence() -> None:
+    from services.errors import from_upstream_body
+
+    dict_dump = (
+        "1 validation error:\n  {'type': 'int_parsing_size', 'loc': 'body.seed', 'msg': 'Unable to parse input "
+        "string as an integer, exceeded maximum size', 'input': '1e+30'}"
+    )
+    body = json.dumps({"error": {"message": dict_dump, "type": "Bad Request", "param": "body.seed", "code": 400}})
+    error = from_upstream_body(400, body.encode()).to_dict()["error"]
+    assert error == {
+        "message": "Invalid request at 'seed': Unable to parse input string as an integer, exceeded maximum size.",
+        "type": "invalid_request_error",
+        "param": "seed",
+        "code": None,
+    }
+    pydantic_dump = (
+        "7 validation errors for ValidatorIterator\n0.ChatCompletionContentPartTextParam.type\n  Input should be "
+        "'text' [type=literal_error, input_value='foo', input_type=str]\n    For further information visit x"
+    )
+    body = json.dumps({"error": {"message": pydantic_dump, "type": "BadRequestError", "param": None, "code": 400}})
+    error = from_upstream_body(400, body.encode()).to_dict()["error"]
+    assert error["message"] == "Invalid request at '0.type': Input should be 'text'."
+    assert "input_value" not in error["message"] and error["code"] is None
+    plain = json.dumps({"error": {"message": "not a multimodal model", "type": "BadRequestError", "code": 400}})
+    assert from_upstream_body(400, plain.encode()).to_dict()["error"]["message"] == "not a multimodal model"

@@ -48,7 +48,7 @@ class PrivateRedis:
             start_new_session=True,
         )
         log.close()
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 120
         while not redis_answers(self.url, 0.5):
             if self.process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"redis-server on {self.port} did not start")

@@ -30,7 +30,11 @@ class ModerationService:
 def start_moderation(log_dir: Path, env: dict[str, str]) -> ModerationService:
     port = free_port()
     process = ServiceProcess.module(
-        "moderation", "moderation_server", {"MODERATION_PORT": str(port), "MODERATION_LOG_JSON": "true", **env}, log_dir
+        "moderation",
+        "moderation_server",
+        # The LLM backend's upstream gets time enough for a busy machine (speed is for benchmarks).
+        {"MODERATION_PORT": str(port), "MODERATION_LOG_JSON": "true", "MODERATION_LLM_TIMEOUT_S": "600", **env},
+        log_dir,
     ).start()
     service = ModerationService(f"http://127.0.0.1:{port}", process)
     try:

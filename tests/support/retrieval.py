@@ -88,7 +88,7 @@ def start_json_source(log_dir: Path) -> tuple[str, ServiceProcess]:
     process.argv.append(str(port))
     process.start()
     url = f"http://127.0.0.1:{port}"
-    process.wait_http(url + "/health", timeout=30)
+    process.wait_http(url + "/health", timeout=120)
     return url, process
 
 
