@@ -78,6 +78,8 @@ def test_accepted_feedback_is_in_the_stream(api: tuple[str, str], shared_redis: 
         ({"response_id": "r"}, "rating", 400),
         ({"response_id": "r", "rating": "up", "stars": 5}, "stars", 400),
         ({"response_id": "r", "comment": "y" * 300_000}, None, 413),
+        ({"response_id": "r", "comment": "  \n\t "}, "rating", 400),  # blank text is no feedback
+        ({"response_id": "r", "ideal_response": " ", "comment": ""}, "rating", 400),
     ],
 )
 def test_invalid_feedback_is_an_openai_error(
@@ -88,6 +90,15 @@ def test_invalid_feedback_is_an_openai_error(
     error = answer.json()["error"]
     assert error["type"] == "invalid_request_error" and error["message"]
     assert error["param"] == param
+
+
+def test_blank_texts_are_stored_as_absent(api: tuple[str, str], shared_redis: redis.Redis) -> None:
+    url, stream = api
+    response_id = f"chatcmpl-{uuid.uuid4().hex}"
+    body = {"response_id": response_id, "rating": "down", "ideal_response": "   ", "comment": "\n"}
+    assert httpx.post(url + "/v1/feedback", json=body, timeout=120).status_code == 202
+    [queued] = entries_for(shared_redis, stream, response_id)
+    assert queued["ideal_response"] is None and queued["comment"] is None
 
 
 def test_not_json_and_bad_idempotency_keys(api: tuple[str, str]) -> None:

@@ -225,6 +225,21 @@ def test_request_level_errors(server: RetrievalServer, collection: str) -> None:
     error_of(server.get("/v1/documents/doc_missing", params={"collection": collection}), 404)
 
 
+def test_invalid_text_and_deep_json_are_400(server: RetrievalServer) -> None:
+    """Lone surrogates (in the query or a filter) and JSON nested past the parser's limit: 400, never a 500."""
+    headers = {"content-type": "application/json"}
+    bodies = [
+        b'{"query": "lighthouse \\ud800"}',
+        b'{"query": "q", "filter": {"tags": "\\udc00"}}',
+        b'{"query": ' + b"[" * 50_000 + b"]" * 50_000 + b"}",
+    ]
+    for body in bodies:
+        for path in ("/v1/search", "/v1/documents"):
+            error = error_of(server.post(path, content=body, headers=headers), 400)
+            assert error["code"] == "invalid_json", error
+    assert "Traceback" not in server.process.log_tail(200)
+
+
 def test_filters_and_top_k(server: RetrievalServer, collection: str) -> None:
     for i in range(6):
         server.ingest_text(

@@ -133,3 +133,39 @@ def test_vllm_validation_dumps_become_one_clear_sentence() -> None:
     assert "input_value" not in error["message"] and error["code"] is None
     plain = json.dumps({"error": {"message": "not a multimodal model", "type": "BadRequestError", "code": 400}})
     assert from_upstream_body(400, plain.encode()).to_dict()["error"]["message"] == "not a multimodal model"
+
+
+def test_an_unhandled_error_is_one_openai_500_and_one_logged_traceback(caplog) -> None:  # type: ignore[no-untyped-def]
+    app = create_service_app("test")
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise RecursionError("deep")
+
+    with caplog.at_level("INFO"), TestClient(app, raise_server_exceptions=True) as client:
+        answer = client.get("/boom")
+        assert client.get("/health").status_code == 200  # the app still serves
+    assert answer.status_code == 500
+    assert answer.json() == {
+        "error": {
+            "message": "The server had an error while processing your request.",
+            "type": "server_error",
+            "param": None,
+            "code": None,
+        }
+    }
+    tracebacks = [r for r in caplog.records if r.exc_info]
+    assert len(tracebacks) == 1 and "RecursionError" in caplog.text
+
+
+def test_405_is_a_client_error() -> None:
+    app = create_service_app("test")
+
+    @app.post("/v1/thing")
+    async def thing() -> dict[str, str]:
+        return {}
+
+    with TestClient(app) as client:
+        answer = client.options("/v1/thing")
+    assert answer.status_code == 405
+    assert answer.json()["error"]["type"] == "invalid_request_error"
