@@ -65,7 +65,10 @@ def _default(field: FieldInfo) -> str:
     if isinstance(value, BaseModel):
         value = value.model_dump(mode="json", exclude_defaults=True)
     if isinstance(value, list):
-        value = [item.model_dump(mode="json", exclude_defaults=True) if isinstance(item, BaseModel) else item for item in value]
+        value = [
+            item.model_dump(mode="json", exclude_defaults=True) if isinstance(item, BaseModel) else item
+            for item in value
+        ]
     text = str(value) if isinstance(value, str | Path) else json.dumps(value, default=str)
     text = text.replace(str(Path.home()), "~")
     if "site-packages" in text:

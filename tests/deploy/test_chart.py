@@ -50,7 +50,10 @@ ALL_OPTIONS = {
     "httpRoute": {"enabled": True},
     "serviceMonitor": {"enabled": True},
     "grafanaDashboard": {"enabled": True},
-    "chatModel": {"keda": {"enabled": True}, "lora": {"existingClaim": "adapters", "modules": {"support-v3": "support-v3"}}},
+    "chatModel": {
+        "keda": {"enabled": True},
+        "lora": {"existingClaim": "adapters", "modules": {"support-v3": "support-v3"}},
+    },
 }
 SCENARIOS = {
     "default": {},
@@ -276,7 +279,11 @@ def test_stores_are_external_by_default_and_official_images_when_enabled(
     assert find(rendered["default"], "StatefulSet") == []
     sets = {doc["metadata"]["name"]: doc for doc in find(rendered["cpu"], "StatefulSet")}
     images = {name.rsplit("-", 1)[-1]: container(doc)["image"] for name, doc in sets.items()}
-    assert images == {"redis": "redis:7.4.2-bookworm", "postgresql": "postgres:17.6-bookworm", "qdrant": "qdrant/qdrant:v1.20.0"}
+    assert images == {
+        "redis": "redis:7.4.2-bookworm",
+        "postgresql": "postgres:17.6-bookworm",
+        "qdrant": "qdrant/qdrant:v1.20.0",
+    }
     assert "bitnami" not in json.dumps(rendered).lower()
     redis = container(sets[f"{RELEASE}-openchatkit-redis"])
     assert "--appendfsync always" in " ".join(redis["command"])
@@ -346,10 +353,16 @@ def test_generated_secrets_for_in_chart_stores(rendered: dict[str, list[dict[str
 
 def test_network_policy_default_deny_and_who_may_call_whom(rendered: dict[str, list[dict[str, Any]]]) -> None:
     docs = rendered["cpu"]
-    policies = {doc["metadata"]["name"].removeprefix(f"{RELEASE}-openchatkit-"): doc["spec"] for doc in find(docs, "NetworkPolicy")}
+    policies = {
+        doc["metadata"]["name"].removeprefix(f"{RELEASE}-openchatkit-"): doc["spec"]
+        for doc in find(docs, "NetworkPolicy")
+    }
     deny = policies["default-deny"]
     assert deny["policyTypes"] == ["Ingress"] and "ingress" not in deny
-    assert deny["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "openchatkit", "app.kubernetes.io/instance": RELEASE}
+    assert deny["podSelector"]["matchLabels"] == {
+        "app.kubernetes.io/name": "openchatkit",
+        "app.kubernetes.io/instance": RELEASE,
+    }
     assert policies["gateway"]["ingress"] == [{"ports": [{"port": "http", "protocol": "TCP"}]}]  # from anywhere
 
     def callers(component: str) -> set[str]:

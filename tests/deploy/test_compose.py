@@ -105,7 +105,9 @@ def test_only_the_gateway_is_published(models: dict[str, dict[str, Any]]) -> Non
 
 
 def test_gpu_profile_reserves_gpus_from_env(tmp_path: Path) -> None:
-    model = compose_model(["gpu"], tmp_path, {"CHAT_GPUS": "2", "CHAT_TENSOR_PARALLEL_SIZE": "2", "MODERATION_GPUS": "1"})
+    model = compose_model(
+        ["gpu"], tmp_path, {"CHAT_GPUS": "2", "CHAT_TENSOR_PARALLEL_SIZE": "2", "MODERATION_GPUS": "1"}
+    )
     chat = model["services"]["chat-gpu"]
     (device,) = chat["deploy"]["resources"]["reservations"]["devices"]
     assert device["capabilities"] == ["gpu"] and device["count"] == 2
