@@ -22,6 +22,18 @@ from pydantic_settings import BaseSettings
 DOC = Path(__file__).resolve().parents[1] / "docs" / "settings.md"
 MAX_DEFAULT_CHARS = 60
 
+# Variables the deployments set that no settings class reads: vLLM's, Hugging Face's, the OS's,
+# and the ones reserved for the gateway's internal token and admin API.
+OTHER_VARIABLES = {
+    "VLLM_API_KEY": "vLLM's --api-key, read from the environment by the model servers (compose, Helm).",
+    "HF_TOKEN": "Hugging Face token for gated or private weights (GPU model servers).",
+    "HF_HOME": "Hugging Face cache (the model-cache volume of the chart's model servers).",
+    "VLLM_CACHE_ROOT": "vLLM's cache, torch.compile kernels included (a volume: later starts skip the compile).",
+    "HOME": "The home directory (the images set /tmp: their root filesystem is read-only).",
+    "OPENCHATKIT_INTERNAL_TOKEN": "Reserved: the token internal services will require from the gateway.",
+    "OPENCHATKIT_MASTER_KEY": "Reserved: the key of the gateway's admin API (virtual keys).",
+}
+
 
 def settings_classes() -> list[tuple[str, type[BaseSettings]]]:
     """(what it configures, class), in the order of the table."""
@@ -122,6 +134,9 @@ def render() -> str:
             default_cell = f"`{_cell(default)}`" if default else ""
             lines.append(f"| `{variable}` | {_cell(kind)} | {default_cell} | {_cell(description)} |")
         lines.append("")
+    lines += ["## Read by other programs, or reserved", "", "| variable | description |", "| --- | --- |"]
+    lines += [f"| `{name}` | {_cell(description)} |" for name, description in OTHER_VARIABLES.items()]
+    lines.append("")
     return "\n".join(lines)
 
 

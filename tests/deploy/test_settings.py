@@ -14,10 +14,8 @@ import pytest
 from openchatkit import settings_table
 from tests.deploy.support import COMPOSE_FILE, REPO, compose_model, container, env_example, load_values, render_chart
 
-# Read by vLLM, Hugging Face or the OS rather than by our settings classes.
-THIRD_PARTY = {"VLLM_API_KEY", "HF_TOKEN", "HOME", "HF_HOME", "VLLM_CACHE_ROOT"}
-# Passed to every service now; read once the gateway's internal-token and admin API land (issue 13).
-RESERVED = {"OPENCHATKIT_INTERNAL_TOKEN", "OPENCHATKIT_MASTER_KEY"}
+# Read by vLLM, Hugging Face or the OS, or reserved (documented in docs/settings.md too).
+OTHER = set(settings_table.OTHER_VARIABLES)
 OURS_IN_COMPOSE = {
     "gateway-gpu", "gateway-cpu", "moderation-gpu", "moderation-cpu", "retrieval", "feedback", "feedback-worker",
     "chat-cpu",
@@ -41,7 +39,7 @@ def test_settings_doc_lists_nested_fields() -> None:
 
 
 def test_compose_gives_our_services_only_known_settings(tmp_path: Path) -> None:
-    known = settings_table.env_names() | THIRD_PARTY | RESERVED
+    known = settings_table.env_names() | OTHER
     for profiles in (["gpu"], ["cpu"]):
         for name, service in compose_model(profiles, tmp_path)["services"].items():
             if name in OURS_IN_COMPOSE:
@@ -51,7 +49,7 @@ def test_compose_gives_our_services_only_known_settings(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("values_file", [None, "values-cpu.yaml"])
 def test_chart_gives_our_services_only_known_settings(values_file: str | None) -> None:
-    known = settings_table.env_names() | THIRD_PARTY | RESERVED
+    known = settings_table.env_names() | OTHER
     for doc in render_chart(load_values(values_file)):
         if doc["kind"] != "Deployment":
             continue
