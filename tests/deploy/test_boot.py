@@ -24,6 +24,8 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,6 +41,7 @@ from moderation_server.labels import LABELS
 from openchatkit.local_redis import redis_server_argv
 from tests.deploy.boot import (
     CHAT_CPU_IMAGE,
+    DOCKER,
     SERVICES_IMAGE,
     Mapping,
     container_env,
@@ -286,6 +289,19 @@ def test_compose_cpu_profile_boots(chat_model: tuple[int, dict[str, Any]], tmp_p
 
             gateway = deployment.ports["gateway-cpu"]
             chat_turn_with_feedback(gateway, TEST_ENV["OPENCHATKIT_API_KEY"], "smollm2-135m-instruct", database)
+            smoke = subprocess.run(  # the script docs/deploy.md gives users, against this deployment
+                [sys.executable, str(DOCKER / "smoke.py"), "--env-file", "/dev/null", "--wait", "60"],
+                env={
+                    **os.environ,
+                    "GATEWAY_URL": f"http://127.0.0.1:{gateway}",
+                    "OPENCHATKIT_API_KEY": TEST_ENV["OPENCHATKIT_API_KEY"],
+                },
+                capture_output=True,
+                text=True,
+                timeout=600,
+            )
+            assert smoke.returncode == 0, smoke.stdout + smoke.stderr
+            assert "ok   feedback" in smoke.stdout
             time.sleep(6)  # the feedback API refreshes its queue gauges every 5 s
             assert_dashboard_metrics_exist(
                 [f"http://127.0.0.1:{chat_port}/metrics"]
