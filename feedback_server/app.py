@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from feedback_server.config import FeedbackSettings
+from feedback_server.metrics import refresh_queue_gauges
 from feedback_server.queue import FeedbackQueue, connect
 from feedback_server.routes import router
 from feedback_server.service import FeedbackService, StoreGate
@@ -48,14 +49,16 @@ def build_app(settings: FeedbackSettings | None = None) -> FastAPI:
             queue, gate, settings.group, settings.dead_letters, settings.max_text_chars
         )
         opener = asyncio.create_task(open_store_when_possible(settings, gate))
+        gauges = asyncio.create_task(refresh_queue_gauges(queue, settings.group, settings.dead_letters, 5.0))
         with contextlib.suppress(asyncio.TimeoutError):  # usually open before the first request
             await asyncio.wait_for(asyncio.shield(opener), timeout=10)
         try:
             yield
         finally:
-            opener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await opener
+            for task in (opener, gauges):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             if gate.store is not None:
                 await gate.store.close()
             await client.aclose()
