@@ -65,8 +65,8 @@ def build_vllm_launch(profile: ModelProfile, settings: ChatServerSettings, model
     # attribute 'finalize_loading'"). Without AOT, dynamo re-traces (a few seconds) and Inductor's own
     # cache, kept under the data dir, serves every compiled kernel: same kernels, same speed.
     aot = settings.aot_compile if settings.aot_compile is not None else profile.device != "cpu"
-    env.setdefault("VLLM_USE_AOT_COMPILE", "1" if aot else "0")
-    env.setdefault("TORCHINDUCTOR_CACHE_DIR", str(settings.compile_cache_dir or settings.data_dir / "compile-cache"))
+    env["VLLM_USE_AOT_COMPILE"] = "1" if aot else "0"
+    env["TORCHINDUCTOR_CACHE_DIR"] = str(settings.compile_cache_dir or settings.data_dir / "compile-cache")
     if not _is_hub_id(model):
         # A local directory needs no hub; never reach for one at run time.
         env["HF_HUB_OFFLINE"] = "1"
