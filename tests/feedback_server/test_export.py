@@ -60,6 +60,9 @@ EVENTS = [
     # 8: up-vote on an answer the moderation refused
     turn("r-refused", "Something bad", "I can't help with that.", finish_reason="content_filter"),
     feedback("fb-8", "r-refused", created_at=NOW + 3, rating=Rating.UP),
+    # 9: up-vote on a streamed answer the client aborted half-way -> never training data
+    turn("r-aborted", "Write a poem about rain.", "Rain falls on", aborted=True),
+    feedback("fb-9", "r-aborted", created_at=NOW + 4, rating=Rating.UP),
 ]  # fmt: skip
 
 
@@ -86,7 +89,7 @@ def test_ock_format(filled_store: str, tmp_path: Path) -> None:
         {"text": "You are a helpful assistant.\n\n<human>: Who wrote Hamlet?\n"
                  "<bot>: William Shakespeare wrote Hamlet.\n"},
     ]  # fmt: skip
-    for reason in ("harmful", "duplicate", "not up voted", "turn not recorded", "no answer"):
+    for reason in ("harmful", "duplicate", "not up voted", "turn not recorded", "no answer", "aborted"):
         assert f"skipped: {reason}" in summary
     assert "records written" in summary and "PII redactions" in summary
 
