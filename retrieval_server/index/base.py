@@ -16,7 +16,7 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 DENSE = "dense"
 SPARSE = "bm25"
@@ -67,14 +67,22 @@ class Match:
 Where = Sequence[Match]
 
 
+Fusion = Literal["rrf", "dbsf"]
+
+
 @dataclass(frozen=True)
 class HybridQuery:
-    """Dense and sparse candidates fused by reciprocal rank (Qdrant's query API)."""
+    """Dense and sparse candidates (``prefetch_limit`` each) fused by Qdrant's query API:
+    ``rrf`` (reciprocal rank, ``rrf_k``; ``weights`` = (dense, bm25) multiply each list's
+    terms) or ``dbsf`` (distribution-based score fusion: each list's scores normalised by
+    mean ± 3 standard deviations, then summed; weights do not apply)."""
 
     dense: Sequence[float]
     sparse: SparseVector
     prefetch_limit: int = 50
     rrf_k: int = 60
+    fusion: Fusion = "rrf"
+    weights: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True)

@@ -185,7 +185,7 @@ class EdgeIndex(VectorIndex):
                         filter=flt,
                     ),
                 ],
-                query=edge.Fusion.Rrf(k=query.rrf_k),
+                query=_fusion(query),
                 with_payload=True,
             )
         elif isinstance(query, DenseQuery):
@@ -250,6 +250,12 @@ def _vectors(point: IndexPoint) -> dict[str, Any]:
     if point.sparse is not None:
         vectors[SPARSE] = _sparse(point.sparse)
     return vectors
+
+
+def _fusion(query: HybridQuery) -> Any:
+    if query.fusion == "dbsf":
+        return edge.Fusion.Dbsf()
+    return edge.Fusion.Rrf(k=query.rrf_k, weights=list(query.weights) if query.weights else None)
 
 
 def _sparse(vector: SparseVector) -> edge.SparseVector:

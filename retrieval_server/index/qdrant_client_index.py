@@ -150,7 +150,7 @@ class QdrantClientIndex(VectorIndex):
                     models.Prefetch(query=list(query.dense), using=DENSE, limit=query.prefetch_limit, filter=flt),
                     models.Prefetch(query=_sparse(query.sparse), using=SPARSE, limit=query.prefetch_limit, filter=flt),
                 ],
-                "query": models.RrfQuery(rrf=models.Rrf(k=query.rrf_k)),
+                "query": _fusion(query),
             }
         elif isinstance(query, DenseQuery):
             kwargs = {"query": list(query.vector), "using": DENSE, "query_filter": flt}
@@ -174,6 +174,13 @@ def _vectors(point: IndexPoint) -> dict[str, Any]:
     if point.sparse is not None:
         vectors[SPARSE] = _sparse(point.sparse)
     return vectors
+
+
+def _fusion(query: HybridQuery) -> models.Query:
+    if query.fusion == "dbsf":
+        return models.FusionQuery(fusion=models.Fusion.DBSF)
+    weights = list(query.weights) if query.weights else None
+    return models.RrfQuery(rrf=models.Rrf(k=query.rrf_k, weights=weights))
 
 
 def _sparse(vector: SparseVector) -> models.SparseVector:

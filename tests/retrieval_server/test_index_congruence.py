@@ -150,9 +150,15 @@ def test_dense_sparse_and_hybrid_answers_agree(twin_indexes, embedder: DenseEmbe
             edge.query(name, SparseQuery(terms), everything),
         )
         if tie_free(dense_all) and tie_free(sparse_all):
-            hybrid = HybridQuery(dense, terms, prefetch_limit=everything, rrf_k=60)
-            a, b = edge.query(name, hybrid, 8), client.query(name, hybrid, 8)
-            assert [(h.id, round(h.score, 6)) for h in a] == [(h.id, round(h.score, 6)) for h in b], text
+            for hybrid in (
+                HybridQuery(dense, terms, prefetch_limit=everything, rrf_k=60),
+                HybridQuery(dense, terms, prefetch_limit=everything, rrf_k=60, weights=(0.5, 2.0)),
+                HybridQuery(dense, terms, prefetch_limit=everything, fusion="dbsf"),
+            ):
+                a, b = edge.query(name, hybrid, 8), client.query(name, hybrid, 8)
+                context = (text, hybrid.fusion, hybrid.weights)
+                assert [h.id for h in a] == [h.id for h in b], context
+                assert [h.score for h in a] == pytest.approx([h.score for h in b], abs=1e-4), context
             compared_hybrid += 1
     assert compared_hybrid >= len(QUERIES) // 2
 
