@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from gateway.auth import APIKeyMiddleware
 from gateway.chat import ChatCompletionService
+from gateway.collections_routes import router as collections_router
 from gateway.completions import CompletionService
 from gateway.config import GatewaySettings
 from gateway.feedback_routes import router as feedback_router
@@ -60,5 +61,6 @@ def build_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.mount("/static", static_files, name="static")
     app.include_router(feedback_router)
     app.include_router(moderation_router)
+    app.include_router(collections_router)
     app.add_middleware(APIKeyMiddleware, api_keys=[k.get_secret_value() for k in settings.api_keys])
     return app

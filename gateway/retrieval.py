@@ -57,6 +57,8 @@ class RetrievalSettings(BaseModel):
     max_top_k: int = Field(default=20, ge=1)
     max_source_chars: int = Field(default=1200, ge=100, description="Text of one source given to the model.")
     max_context_chars: int = Field(default=4000, ge=200, description="Text of all sources together.")
+    manage_collections: bool = Field(default=True, description="DELETE /v1/collections through the gateway.")
+    manage_timeout_s: float = Field(default=60.0, gt=0, description="Listing and deleting collections.")
 
 
 class RetrievalOptions(BaseModel):

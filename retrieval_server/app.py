@@ -14,6 +14,7 @@ from retrieval_server.config import RetrievalSettings
 from retrieval_server.documents import DocumentStore
 from retrieval_server.embeddings import DenseEmbedder, SparseEncoder
 from retrieval_server.index import IndexUnavailable, open_index
+from retrieval_server.ranking import build_reranker
 from retrieval_server.routes import router
 from retrieval_server.search import IndexSearcher
 from retrieval_server.service import RetrievalService
@@ -46,6 +47,13 @@ def build_store(settings: RetrievalSettings, embedder: DenseEmbedder) -> Documen
     )
 
 
+def build_searcher(settings: RetrievalSettings, store: DocumentStore) -> IndexSearcher:
+    """The searcher with the ranking (and reranker) the settings choose."""
+    ranking = settings.ranking()
+    reranker = build_reranker(ranking.rerank, store.embedder, settings.reranker_model, settings.reranker_device)
+    return IndexSearcher(store.index, store.embedder, store.sparse, ranking, reranker)
+
+
 def load_embedder(settings: RetrievalSettings) -> DenseEmbedder:
     return DenseEmbedder(
         settings.embedding_model,
@@ -73,7 +81,7 @@ def build_app(settings: RetrievalSettings | None = None) -> FastAPI:
                 await asyncio.to_thread(store.open, settings.collection)
             except IndexUnavailable as exc:  # a Qdrant server still starting: /ready says so
                 logger.warning("index not reachable yet: %s", exc)
-            searcher = IndexSearcher(store.index, embedder, store.sparse, settings.prefetch_limit, settings.rrf_k)
+            searcher = await asyncio.to_thread(build_searcher, settings, store)
             live: dict[str, Source] = {name: HttpJsonSource(name, cfg, http) for name, cfg in settings.sources.items()}
             app.state.retrieval = RetrievalService(settings, store, searcher, live)
             yield

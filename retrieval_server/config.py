@@ -6,7 +6,8 @@ from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from retrieval_server.embeddings import EmbeddingDType, EmbeddingRuntime, bundled_model_dir
-from retrieval_server.index import EmbeddedEngine
+from retrieval_server.index import EmbeddedEngine, Fusion
+from retrieval_server.ranking import Ranking, RerankKind, Retriever
 from services.settings import ServiceSettings
 
 COLLECTION_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
@@ -78,12 +79,47 @@ class RetrievalSettings(ServiceSettings):
     max_document_chars: int = Field(default=5_000_000, ge=1000)
     max_documents_per_request: int = Field(default=1000, ge=1)
     max_top_k: int = Field(default=50, ge=1)
+    retriever: Retriever = Field(default="hybrid", description="hybrid (dense + BM25 fused), dense or bm25.")
+    fusion: Fusion = Field(default="rrf", description="hybrid: rrf (reciprocal rank) or dbsf (score distributions).")
+    fusion_weights: tuple[float, float] | None = Field(
+        default=None, description="rrf: weights of the (dense, bm25) lists; unset: equal."
+    )
     prefetch_limit: int = Field(default=50, ge=1, description="Candidates per retriever (dense, BM25) before fusion.")
     rrf_k: int = Field(default=60, ge=1)
+    title_weight: float = Field(
+        default=0.0, ge=0, description="> 0: BM25 on titles alone joins the ranking with this reciprocal-rank weight."
+    )
+    rerank: RerankKind = Field(
+        default="none",
+        description="Second stage over the best rerank_candidates: late-interaction (MaxSim over the embedding "
+        "model's token vectors) or cross-encoder (reranker_model).",
+    )
+    rerank_candidates: int = Field(default=20, ge=2, le=200)
+    reranker_model: str = Field(default="", description="rerank cross-encoder: a local model folder.")
+    reranker_device: str = "cpu"
     widen_min_similarity: float = Field(default=0.5, ge=-1, le=1)
     widen_max_chunks: int = Field(default=2, ge=0, le=10)
     sources: dict[str, HttpSourceConfig] = Field(default_factory=dict, description="Live sources by name.")
     default_sources: list[str] = Field(default_factory=lambda: ["index"])
+
+    @field_validator("collection")
+    @classmethod
+    def _not_internal(cls, value: str) -> str:
+        if "__" in value:
+            raise ValueError("names containing '__' are reserved for internal collections")
+        return value
+
+    def ranking(self) -> Ranking:
+        return Ranking(
+            retriever=self.retriever,
+            fusion=self.fusion,
+            weights=self.fusion_weights,
+            prefetch_limit=self.prefetch_limit,
+            rrf_k=self.rrf_k,
+            title_weight=self.title_weight,
+            rerank=self.rerank,
+            rerank_candidates=self.rerank_candidates,
+        )
 
     def embedding_cache(self) -> Path:
         """Where the ONNX export of the embedding model is kept."""

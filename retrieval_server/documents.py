@@ -38,6 +38,8 @@ ID_NAMESPACE = uuid.UUID("6f1c2a52-3f0e-4b8e-9a55-0c2b1f1e6d3a")
 CHUNK_FILTER_FIELDS = ("document_id", "generation", "source", "file_name", "type", "tags", "url")
 REGISTRY_FIELDS = ("document_id", "status", "source")
 REGISTRY_SUFFIX = "__documents"
+RESERVED_MARK = "__"
+"""Collection names holding it are internal (registries); users cannot pick them."""
 
 
 def document_id_for(source: str) -> str:
@@ -122,9 +124,25 @@ class DocumentStore:
             return True
 
     def drop(self, collection: str) -> None:
-        self.index.drop_collection(collection)
-        self.index.drop_collection(registry_name(collection))
-        self._opened.discard(collection)
+        """Delete the collection's chunks and registry (the registry last: a crash in between
+        leaves a registry that :meth:`collections` still lists, so the drop can be retried)."""
+        with self._open_lock:
+            self._opened.discard(collection)
+            self.index.drop_collection(collection)
+            self.index.drop_collection(registry_name(collection))
+
+    def collections(self) -> list[dict[str, Any]]:
+        """Each document collection (one with a registry): name, documents, chunks."""
+        names = self.index.list_collections()
+        found = set(names)
+        out = []
+        for name in names:
+            if not name.endswith(REGISTRY_SUFFIX):
+                continue
+            collection = name[: -len(REGISTRY_SUFFIX)]
+            chunks = self.index.count(collection) if collection in found else 0
+            out.append({"name": collection, "documents": self.index.count(name), "chunks": chunks})
+        return out
 
     def recover(self, collection: str) -> int:
         registry = registry_name(collection)

@@ -155,6 +155,21 @@ class DenseEmbedder:
     def embed_query(self, text: str) -> np.ndarray:
         return self.embed([text])[0]
 
+    def embed_tokens(self, texts: Sequence[str]) -> list[np.ndarray]:
+        """Per text, unit-length contextual vectors of its tokens (``[tokens, dimension]``,
+        special tokens and padding left out), for late-interaction reranking."""
+        if self._onnx is not None:
+            return self._onnx.encode_tokens(list(texts))
+        with self._torch.inference_mode():
+            rows = self._st.encode(
+                list(texts), batch_size=self.batch_size, output_value="token_embeddings", show_progress_bar=False
+            )
+        out = []
+        for row in rows:
+            vectors = np.asarray(row.float().cpu().numpy(), dtype=np.float32)[1:-1]  # [CLS] ... [SEP]
+            out.append(vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12))
+        return out
+
 
 class SparseEncoder:
     """BM25 term vectors (Qdrant's tokenizer, stemmer and hashing); the engine applies IDF."""

@@ -1,7 +1,7 @@
 """``openchatkit eval retrieval``: ingest a folder into a fresh collection, ask each
 question, and score where the document that answers it lands.
 
-A hit counts when its source file name equals the question's ``doc``. recall@k: share of
+A hit counts when its source, or its source's file name, equals the question's ``doc``. recall@k: share of
 questions with such a hit in the top k; MRR: mean of 1/rank of the first one (0 past the
 top 5); answer_in_context: share whose ``answer`` string appears (case-insensitive) in
 the top-5 texts.
@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import json
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from retrieval_server.config import RetrievalSettings
 from retrieval_server.index import EmbeddedEngine
 from retrieval_server.loaders import DocumentError, iter_file_documents, iter_paths
-from retrieval_server.search import IndexSearcher
+from retrieval_server.search import IndexSearcher, SearchHit
 
 TOP_K = 5
 
@@ -42,6 +43,9 @@ class EvalResult:
     documents: int
     chunks: int
     misses: list[str] = field(default_factory=list)
+    """Questions whose document is not in the top 5."""
+    not_first: list[str] = field(default_factory=list)
+    """Questions whose document is in the top 5 but not first."""
 
     def metrics(self) -> dict[str, float]:
         return {
@@ -72,7 +76,7 @@ def load_questions(path: Path) -> list[Question]:
 def evaluate(
     docs: Path, questions: list[Question], engine: EmbeddedEngine = "edge", settings: RetrievalSettings | None = None
 ) -> EvalResult:
-    from retrieval_server.app import build_store, load_embedder
+    from retrieval_server.app import build_searcher, build_store, load_embedder
 
     if not docs.is_dir():
         raise EvalError(f"{docs} is not a folder")
@@ -92,26 +96,44 @@ def evaluate(
                         chunks += outcome.chunks
                 except DocumentError as exc:
                     raise EvalError(str(exc)) from None
-            searcher = IndexSearcher(store.index, store.embedder, store.sparse, settings.prefetch_limit, settings.rrf_k)
+            searcher = build_searcher(settings, store)
             return _score(searcher, questions, documents, chunks)
         finally:
             store.index.close()
 
 
 def _score(searcher: IndexSearcher, questions: list[Question], documents: int, chunks: int) -> EvalResult:
+    answers = [searcher.search("eval", q.question, TOP_K) for q in questions]
+    return score(questions, answers, documents, chunks)
+
+
+def is_answer(hit: SearchHit, doc: str) -> bool:
+    """``doc`` is the hit's source, or the file name of it."""
+    return hit.source == doc or Path(hit.source.split("#", 1)[0]).name == doc
+
+
+def score(
+    questions: Sequence[Question], answers: Sequence[Sequence[SearchHit]], documents: int = 0, chunks: int = 0
+) -> EvalResult:
+    """Metrics of ranked ``answers`` (one list per question, best first, top 5 used)."""
+    if len(questions) != len(answers) or not questions:
+        raise EvalError("one ranked answer list per question, and at least one question")
     at_1 = at_5 = in_context = 0
     reciprocal = 0.0
-    misses = []
-    for q in questions:
-        hits = searcher.search("eval", q.question, TOP_K)
-        ranks = [i for i, h in enumerate(hits, 1) if Path(h.source.split("#", 1)[0]).name == q.doc]
+    misses, not_first = [], []
+    for q, found in zip(questions, answers, strict=True):
+        hits = list(found)[:TOP_K]
+        ranks = [i for i, h in enumerate(hits, 1) if is_answer(h, q.doc)]
+        got = [Path(h.source).name for h in hits]
         if ranks:
             at_1 += ranks[0] == 1
             at_5 += 1
             reciprocal += 1.0 / ranks[0]
+            if ranks[0] > 1:
+                not_first.append(f"{q.question!r} (wanted {q.doc} at rank {ranks[0]}; got {got})")
         else:
-            misses.append(f"{q.question!r} (wanted {q.doc}; got {[Path(h.source).name for h in hits]})")
+            misses.append(f"{q.question!r} (wanted {q.doc}; got {got})")
         if q.answer.lower() in " ".join(h.text for h in hits).lower():
             in_context += 1
     n = len(questions)
-    return EvalResult(at_1 / n, at_5 / n, reciprocal / n, in_context / n, documents, chunks, misses)
+    return EvalResult(at_1 / n, at_5 / n, reciprocal / n, in_context / n, documents, chunks, misses, not_first)

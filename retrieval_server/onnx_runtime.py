@@ -216,13 +216,35 @@ class OnnxEncoder:
         finally:
             self._workers.put(session)
 
-    def _batch(self, texts: list[str], session: Any) -> np.ndarray:
+    def encode_tokens(self, texts: Sequence[str]) -> list[np.ndarray]:
+        """Per text, its tokens' contextual vectors (``[tokens, dim]``, unit length, no padding
+        and no special tokens): the material of late-interaction (MaxSim) scoring. One
+        batch on the shared session: meant for a query and a few dozen candidates."""
+        if not texts:
+            return []
+        hidden, encoded = self._hidden(list(texts), self.session, special_tokens_mask=True)
+        keep = encoded["attention_mask"].astype(bool) & ~encoded["special_tokens_mask"].astype(bool)
+        out = []
+        for row, mask in zip(hidden, keep, strict=True):
+            vectors = row[mask].astype(np.float32)
+            out.append(vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12))
+        return out
+
+    def _hidden(self, texts: list[str], session: Any, special_tokens_mask: bool = False) -> tuple[np.ndarray, Any]:
         with self._tokenizer_lock:
             encoded = self.tokenizer(
-                texts, padding=True, truncation=True, max_length=self.max_tokens, return_tensors="np"
+                texts,
+                padding=True,
+                truncation=True,
+                max_length=self.max_tokens,
+                return_tensors="np",
+                return_special_tokens_mask=special_tokens_mask,
             )
         feeds = {name: encoded[name].astype(np.int64) for name in INPUTS}
-        hidden = session.run(None, feeds)[0]
+        return session.run(None, feeds)[0], encoded
+
+    def _batch(self, texts: list[str], session: Any) -> np.ndarray:
+        hidden, encoded = self._hidden(texts, session)
         if self.pipeline["pooling"] == "cls":
             pooled = hidden[:, 0]
         else:

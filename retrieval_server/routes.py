@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
 
 from retrieval_server.config import COLLECTION_PATTERN
@@ -85,6 +85,17 @@ async def get_document(request: Request, document_id: str, collection: Collectio
 async def delete_document(request: Request, document_id: str, collection: Collection = None) -> JSONResponse:
     await _service(request).delete_document(collection, document_id)
     return JSONResponse({"id": document_id, "object": "document", "deleted": True})
+
+
+@router.get("/v1/collections")
+async def list_collections(request: Request) -> JSONResponse:
+    return JSONResponse({"object": "list", "data": await _service(request).list_collections()})
+
+
+@router.delete("/v1/collections/{name}")
+async def delete_collection(request: Request, name: Annotated[str, Path(pattern=COLLECTION_PATTERN)]) -> JSONResponse:
+    await _service(request).delete_collection(name)
+    return JSONResponse({"id": name, "object": "collection", "deleted": True})
 
 
 @router.post("/v1/search")

@@ -9,7 +9,8 @@ import numpy as np
 
 from retrieval_server.documents import chunk_point_id
 from retrieval_server.embeddings import DenseEmbedder, SparseEncoder
-from retrieval_server.index import DenseQuery, HybridQuery, IndexHit, VectorIndex, Where
+from retrieval_server.index import DenseQuery, HybridQuery, IndexHit, SparseQuery, SparseVector, VectorIndex, Where
+from retrieval_server.ranking import Ranking, Reranker, fuse_title, title_ranks
 
 
 @dataclass(frozen=True)
@@ -52,37 +53,69 @@ class Widening:
 
 
 class IndexSearcher:
+    """Search one collection of the index as ``ranking`` says (see :mod:`retrieval_server.ranking`)."""
+
     def __init__(
         self,
         index: VectorIndex,
         embedder: DenseEmbedder,
         sparse: SparseEncoder,
-        prefetch_limit: int = 50,
-        rrf_k: int = 60,
+        ranking: Ranking | None = None,
+        reranker: Reranker | None = None,
     ) -> None:
         self.index = index
         self.embedder = embedder
         self.sparse = sparse
-        self.prefetch_limit = prefetch_limit
-        self.rrf_k = rrf_k
+        self.ranking = ranking or Ranking()
+        if self.ranking.rerank != "none" and reranker is None:
+            raise ValueError(f"ranking asks for a {self.ranking.rerank} reranker and none was given")
+        self.reranker = reranker if self.ranking.rerank != "none" else None
 
     def search(
         self, collection: str, query: str, top_k: int, where: Where = (), widening: Widening | None = None
     ) -> list[SearchHit]:
         if not self.index.collection_exists(collection):
             return []
-        dense = self.embedder.embed_query(query)
+        r = self.ranking
+        wanted = max(top_k, r.rerank_candidates if self.reranker else 0, top_k * 4 if r.title_weight > 0 else 0)
         sparse = self.sparse.encode_query(query)
-        if sparse.indices:
-            engine_query: HybridQuery | DenseQuery = HybridQuery(
-                dense.tolist(), sparse, max(self.prefetch_limit, top_k), self.rrf_k
-            )
-        else:  # only stop words: nothing for BM25 to match
+        dense = self.embedder.embed_query(query) if r.retriever != "bm25" or widening else None
+        engine_query: HybridQuery | DenseQuery | SparseQuery
+        if r.retriever == "bm25":
+            if not sparse.indices:
+                return []
+            engine_query = SparseQuery(sparse)
+        elif r.retriever == "dense" or not sparse.indices:  # only stop words: nothing for BM25 to match
+            assert dense is not None
             engine_query = DenseQuery(dense.tolist())
-        hits = [_to_hit(h) for h in self.index.query(collection, engine_query, top_k, where)]
-        if widening and hits:
+        else:
+            assert dense is not None
+            engine_query = HybridQuery(
+                dense.tolist(), sparse, max(r.prefetch_limit, wanted), r.rrf_k, r.fusion, r.weights
+            )
+        hits = [_to_hit(h) for h in self.index.query(collection, engine_query, wanted, where)]
+        if r.title_weight > 0 and sparse.indices and hits:
+            hits = self._with_titles(hits, sparse)
+        if self.reranker and len(hits) > 1:
+            hits = self._rerank(query, hits)
+        hits = hits[:top_k]
+        if widening and hits and dense is not None:
             hits[0] = self._widen(collection, hits[0], dense, widening)
         return hits
+
+    def _with_titles(self, hits: list[SearchHit], sparse: SparseVector) -> list[SearchHit]:
+        ranks = title_ranks(self.sparse, sparse, [h.title for h in hits])
+        r = self.ranking
+        scored = [(fuse_title(i, ranks[i - 1], r.title_weight, r.rrf_k), i, h) for i, h in enumerate(hits, 1)]
+        scored.sort(key=lambda item: (-item[0], item[1]))
+        return [replace(h, score=score) for score, _, h in scored]
+
+    def _rerank(self, query: str, hits: list[SearchHit]) -> list[SearchHit]:
+        assert self.reranker is not None
+        head, tail = hits[: self.ranking.rerank_candidates], hits[self.ranking.rerank_candidates :]
+        scores = self.reranker.scores(query, head)
+        order = sorted(range(len(head)), key=lambda i: (-float(scores[i]), i))
+        return [replace(head[i], score=float(scores[i])) for i in order] + tail
 
     def _widen(self, collection: str, top: SearchHit, query: np.ndarray, widening: Widening) -> SearchHit:
         record = self.index.retrieve(collection, [top.id])

@@ -1,4 +1,5 @@
-"""The retrieval service: ingest, list, delete and search, with engine work off the event loop."""
+"""The retrieval service: documents (ingest, list, delete), collections (list, delete) and
+search, with engine work off the event loop."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Any
 from prometheus_client import Counter, Histogram
 
 from retrieval_server.config import RetrievalSettings
-from retrieval_server.documents import DocumentStore, IngestOutcome
+from retrieval_server.documents import RESERVED_MARK, DocumentStore, IngestOutcome
 from retrieval_server.index import IndexError_, IndexMismatch, IndexUnavailable, Match
 from retrieval_server.loaders import DocumentError, DocumentTooLarge, SourceDocument, UnsupportedDocumentType, load_text
 from retrieval_server.protocol import DocumentIn, SearchRequest
@@ -74,7 +75,10 @@ class RetrievalService:
         self._write_locks: dict[str, asyncio.Lock] = {}
 
     def collection(self, requested: str | None) -> str:
-        return requested or self.settings.collection
+        """The collection a request names (default: the service's); internal names are refused."""
+        name = requested or self.settings.collection
+        check_collection_name(name)
+        return name
 
     def _lock(self, collection: str) -> asyncio.Lock:
         return self._write_locks.setdefault(collection, asyncio.Lock())
@@ -149,6 +153,34 @@ class RetrievalService:
         if not deleted:
             raise NotFoundError(f"No document '{document_id}'.", param="id", code="document_not_found")
 
+    # --- collections -----------------------------------------------------------------
+
+    async def list_collections(self) -> list[dict[str, Any]]:
+        with engine_errors():
+            found = await asyncio.to_thread(self.store.collections)
+        return [
+            {
+                "id": c["name"],
+                "object": "collection",
+                "documents": c["documents"],
+                "chunks": c["chunks"],
+                "default": c["name"] == self.settings.collection,
+            }
+            for c in found
+        ]
+
+    async def delete_collection(self, name: str) -> None:
+        """Drop a collection with its documents; 404 when there is none by that name."""
+        check_collection_name(name)
+        async with self._lock(name):
+            with engine_errors():
+                known = {c["name"] for c in await asyncio.to_thread(self.store.collections)}
+                exists = name in known or await asyncio.to_thread(self.store.index.collection_exists, name)
+                if not exists:
+                    raise NotFoundError(f"No collection '{name}'.", param="name", code="collection_not_found")
+                await asyncio.to_thread(self.store.drop, name)
+        logger.info("collection deleted", extra={"collection": name})
+
     # --- search ----------------------------------------------------------------------
 
     async def search(self, request: SearchRequest) -> dict[str, Any]:
@@ -186,6 +218,16 @@ class RetrievalService:
             "sources": {name: status.as_dict() for name, status in statuses.items()},
             "collection": collection,
         }
+
+
+def check_collection_name(name: str) -> None:
+    """400 for a name the service keeps for itself (a document registry such as ``documents__documents``)."""
+    if RESERVED_MARK in name:
+        raise BadRequestError(
+            f"'{name}' is reserved: names containing '{RESERVED_MARK}' are internal collections.",
+            param="collection",
+            code="reserved_collection_name",
+        )
 
 
 def where_of(filter_: dict[str, str | list[str]] | None) -> list[Match]:

@@ -8,6 +8,7 @@ from typing import Literal
 from retrieval_server.index.base import (
     CollectionSpec,
     DenseQuery,
+    Fusion,
     HybridQuery,
     IndexError_,
     IndexHit,
@@ -46,6 +47,7 @@ __all__ = [
     "CollectionSpec",
     "DenseQuery",
     "EmbeddedEngine",
+    "Fusion",
     "HybridQuery",
     "IndexError_",
     "IndexHit",

@@ -123,6 +123,10 @@ class VectorIndex(ABC):
     def collection_exists(self, name: str) -> bool: ...
 
     @abstractmethod
+    def list_collections(self) -> list[str]:
+        """Every collection's name, sorted."""
+
+    @abstractmethod
     def drop_collection(self, name: str) -> None: ...
 
     @abstractmethod
@@ -176,6 +180,9 @@ class SerializedIndex(VectorIndex):
 
     def collection_exists(self, name: str) -> bool:
         return self._locked(lambda: self.inner.collection_exists(name))
+
+    def list_collections(self) -> list[str]:
+        return self._locked(self.inner.list_collections)
 
     def drop_collection(self, name: str) -> None:
         self._locked(lambda: self.inner.drop_collection(name))

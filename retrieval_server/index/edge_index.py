@@ -119,6 +119,9 @@ class EdgeIndex(VectorIndex):
     def collection_exists(self, name: str) -> bool:
         return (self._dir(name) / CONFIG_FILE).exists()
 
+    def list_collections(self) -> list[str]:
+        return sorted(d.name for d in self.root.iterdir() if (d / CONFIG_FILE).exists())
+
     def drop_collection(self, name: str) -> None:
         with self._lock:
             shard = self._shards.pop(name, None)

@@ -98,6 +98,10 @@ class QdrantClientIndex(VectorIndex):
         with _engine_errors(f"looking up collection {name}"):
             return bool(self.client.collection_exists(name))
 
+    def list_collections(self) -> list[str]:
+        with _engine_errors("listing collections"):
+            return sorted(c.name for c in self.client.get_collections().collections)
+
     def drop_collection(self, name: str) -> None:
         with _engine_errors(f"dropping collection {name}"):
             self.client.delete_collection(name)

@@ -274,3 +274,48 @@ def test_live_sources_are_merged_and_failures_reported(server: RetrievalServer, 
     )
     metrics = server.get("/metrics").text
     assert 'openchatkit_retrieval_source_failures_total{source="slowweb",status="timeout"}' in metrics
+
+
+def test_collections_are_listed_and_deleted(server: RetrievalServer, collection: str) -> None:
+    other = unique_collection()
+    server.ingest_text("The Vesper Bridge has seven cast-iron spans.", "bridges/vesper.txt", collection=collection)
+    server.ingest_text("Quellin Bakery sells knotted cardamom buns.", "bakery/quellin.txt", collection=collection)
+    server.ingest_text("Harrow Point Lighthouse is striped black and yellow.", "lights/harrow.txt", collection=other)
+    listed = server.get("/v1/collections").json()
+    assert listed["object"] == "list"
+    by_name = {c["id"]: c for c in listed["data"]}
+    assert by_name[collection] == {
+        "id": collection, "object": "collection", "documents": 2, "chunks": 2, "default": False
+    }
+    assert by_name[other]["documents"] == 1
+    assert not any("__" in name for name in by_name)  # registries stay internal
+
+    deleted = server.delete(f"/v1/collections/{collection}")
+    assert deleted.status_code == 200 and deleted.json() == {"id": collection, "object": "collection", "deleted": True}
+    assert collection not in {c["id"] for c in server.get("/v1/collections").json()["data"]}
+    assert server.search("cardamom buns", collection=collection)["data"] == []
+    assert server.get("/v1/documents", params={"collection": collection}).json()["data"] == []
+    assert server.search("black and yellow lighthouse", collection=other)["data"][0]["source"] == "lights/harrow.txt"
+    error = error_of(server.delete(f"/v1/collections/{collection}"), 404)
+    assert error["code"] == "collection_not_found"
+    # the name is free again: ingesting re-creates it, empty of the old documents
+    server.ingest_text("Oldwick Bridge has eleven brick arches.", "bridges/oldwick.txt", collection=collection)
+    assert {d["source"] for d in server.get("/v1/documents", params={"collection": collection}).json()["data"]} == {
+        "bridges/oldwick.txt"
+    }
+
+
+@pytest.mark.parametrize("name", ["documents__documents", "mine__x", "a__"])
+def test_internal_collection_names_are_reserved(server: RetrievalServer, name: str) -> None:
+    for response in (
+        server.post("/v1/documents", json={"text": "x", "source": "x.txt", "collection": name}),
+        server.post("/v1/search", json={"query": "x", "collection": name}),
+        server.get("/v1/documents", params={"collection": name}),
+        server.delete(f"/v1/collections/{name}"),
+    ):
+        error = error_of(response, 400)
+        assert error["code"] == "reserved_collection_name" and error["param"] == "collection", response.text
+        assert "reserved" in error["message"]
+    names = {c["id"] for c in server.get("/v1/collections").json()["data"]}
+    assert name not in names and name.split("__")[0] not in names
+    assert error_of(server.delete("/v1/collections/Bad Name!"), 400)["type"] == "invalid_request_error"
