@@ -6,8 +6,8 @@ from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from retrieval_server.embeddings import EmbeddingDType, EmbeddingRuntime, bundled_model_dir
-from retrieval_server.index import EmbeddedEngine, Fusion
-from retrieval_server.ranking import Ranking, RerankKind, Retriever
+from retrieval_server.index import EmbeddedEngine
+from retrieval_server.ranking import FusionKind, Ranking, RerankKind, Retriever
 from services.settings import ServiceSettings
 
 COLLECTION_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
@@ -80,9 +80,12 @@ class RetrievalSettings(ServiceSettings):
     max_documents_per_request: int = Field(default=1000, ge=1)
     max_top_k: int = Field(default=50, ge=1)
     retriever: Retriever = Field(default="hybrid", description="hybrid (dense + BM25 fused), dense or bm25.")
-    fusion: Fusion = Field(default="rrf", description="hybrid: rrf (reciprocal rank) or dbsf (score distributions).")
+    fusion: FusionKind = Field(
+        default="weighted",
+        description="hybrid: rrf (reciprocal rank), dbsf (score distributions) or weighted (scaled scores x weights).",
+    )
     fusion_weights: tuple[float, float] | None = Field(
-        default=None, description="rrf: weights of the (dense, bm25) lists; unset: equal."
+        default=None, description="rrf and weighted: weights of the (dense, bm25) lists; unset: the fusion's default."
     )
     prefetch_limit: int = Field(default=50, ge=1, description="Candidates per retriever (dense, BM25) before fusion.")
     rrf_k: int = Field(default=60, ge=1)

@@ -46,6 +46,7 @@ class LookalikeDocument:
     name: str
     real: bool
     document: SourceDocument
+    slots: dict[str, str]
 
 
 def slug(text: str) -> str:
@@ -120,13 +121,15 @@ def corpus(size: int, seed: int = SEED) -> Iterator[LookalikeDocument]:
         raise ValueError(f"a look-alike corpus holds at least the {len(real)} real documents")
     for family, slots in real:
         source = source_of(family.kind, slots["name"])
-        yield LookalikeDocument(family.kind, slots["name"], True, _render(family, slots, source))
+        yield LookalikeDocument(family.kind, slots["name"], True, _render(family, slots, source), slots)
     drafters = [_Drafter(f, random.Random(f"{seed}/{f.kind}")) for f in FAMILIES]
     for n in range(size - len(real)):
         drafter = drafters[n % len(drafters)]
         slots = drafter.draft()
         source = f"lookalike://{drafter.family.kind}/{n:07d}"
-        yield LookalikeDocument(drafter.family.kind, slots["name"], False, _render(drafter.family, slots, source))
+        yield LookalikeDocument(
+            drafter.family.kind, slots["name"], False, _render(drafter.family, slots, source), slots
+        )
 
 
 def questions(by: str) -> list[LookalikeQuestion]:

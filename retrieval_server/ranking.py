@@ -17,24 +17,28 @@ import numpy as np
 
 from retrieval_server.chunking import chunk_context
 from retrieval_server.embeddings import DenseEmbedder, SparseEncoder
-from retrieval_server.index import Fusion, SparseVector
+from retrieval_server.index import SparseVector
 
 logger = logging.getLogger(__name__)
 
 Retriever = Literal["hybrid", "dense", "bm25"]
+FusionKind = Literal["rrf", "dbsf", "weighted"]
+DEFAULT_SCORE_WEIGHTS = (0.1, 0.9)
+"""Weighted fusion's (dense, bm25) weights when none are set."""
 RerankKind = Literal["none", "late-interaction", "cross-encoder"]
 
 
 @dataclass(frozen=True)
 class Ranking:
     """``retriever``: what finds candidates; ``fusion``/``weights`` (dense, bm25)/``rrf_k``:
-    how the engine merges the two lists (hybrid only); ``prefetch_limit``: candidates per
+    how the two lists are merged (hybrid only: ``rrf`` and ``dbsf`` by the engine,
+    ``weighted`` = min-max scaled scores times ``weights`` here); ``prefetch_limit``: candidates per
     list; ``title_weight`` > 0: the query's BM25 match on titles alone is a further ranked
     list fused by reciprocal rank with that weight; ``rerank``: a second stage rescoring the
     best ``rerank_candidates``."""
 
     retriever: Retriever = "hybrid"
-    fusion: Fusion = "rrf"
+    fusion: FusionKind = "weighted"
     weights: tuple[float, float] | None = None
     prefetch_limit: int = 50
     rrf_k: int = 60

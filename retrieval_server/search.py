@@ -10,7 +10,8 @@ import numpy as np
 from retrieval_server.documents import chunk_point_id
 from retrieval_server.embeddings import DenseEmbedder, SparseEncoder
 from retrieval_server.index import DenseQuery, HybridQuery, IndexHit, SparseQuery, SparseVector, VectorIndex, Where
-from retrieval_server.ranking import Ranking, Reranker, fuse_title, title_ranks
+from retrieval_server.index.base import order_hits
+from retrieval_server.ranking import DEFAULT_SCORE_WEIGHTS, Ranking, Reranker, fuse_title, title_ranks
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,7 @@ class IndexSearcher:
         wanted = max(top_k, r.rerank_candidates if self.reranker else 0, top_k * 4 if r.title_weight > 0 else 0)
         sparse = self.sparse.encode_query(query)
         dense = self.embedder.embed_query(query) if r.retriever != "bm25" or widening else None
-        engine_query: HybridQuery | DenseQuery | SparseQuery
+        engine_query: HybridQuery | DenseQuery | SparseQuery | None
         if r.retriever == "bm25":
             if not sparse.indices:
                 return []
@@ -88,12 +89,20 @@ class IndexSearcher:
         elif r.retriever == "dense" or not sparse.indices:  # only stop words: nothing for BM25 to match
             assert dense is not None
             engine_query = DenseQuery(dense.tolist())
+        elif r.fusion == "weighted":
+            assert dense is not None
+            engine_query = None
         else:
             assert dense is not None
             engine_query = HybridQuery(
                 dense.tolist(), sparse, max(r.prefetch_limit, wanted), r.rrf_k, r.fusion, r.weights
             )
-        hits = [_to_hit(h) for h in self.index.query(collection, engine_query, wanted, where)]
+        if engine_query is None:
+            assert dense is not None
+            found = self._weighted(collection, dense.tolist(), sparse, max(r.prefetch_limit, wanted), where)
+        else:
+            found = self.index.query(collection, engine_query, wanted, where)
+        hits = [_to_hit(h) for h in found[:wanted]]
         if r.title_weight > 0 and sparse.indices and hits:
             hits = self._with_titles(hits, sparse)
         if self.reranker and len(hits) > 1:
@@ -102,6 +111,25 @@ class IndexSearcher:
         if widening and hits and dense is not None:
             hits[0] = self._widen(collection, hits[0], dense, widening)
         return hits
+
+    def _weighted(
+        self, collection: str, dense: list[float], sparse: SparseVector, limit: int, where: Where
+    ) -> list[IndexHit]:
+        """Weighted score fusion: each list's scores scaled to [0, 1] (min-max over its
+        ``limit`` hits), then ``weights`` (dense, bm25) times each, summed."""
+        w_dense, w_bm25 = self.ranking.weights or DEFAULT_SCORE_WEIGHTS
+        fused: dict[str, float] = {}
+        points: dict[str, IndexHit] = {}
+        for weight, query in ((w_dense, DenseQuery(dense)), (w_bm25, SparseQuery(sparse))):
+            listed = self.index.query(collection, query, limit, where)
+            if not listed:
+                continue
+            top, bottom = listed[0].score, listed[-1].score
+            for hit in listed:
+                scaled = (hit.score - bottom) / (top - bottom) if top > bottom else 1.0
+                fused[hit.id] = fused.get(hit.id, 0.0) + weight * scaled
+                points.setdefault(hit.id, hit)
+        return order_hits([replace(points[i], score=score) for i, score in fused.items()])
 
     def _with_titles(self, hits: list[SearchHit], sparse: SparseVector) -> list[SearchHit]:
         ranks = title_ranks(self.sparse, sparse, [h.title for h in hits])

@@ -192,7 +192,7 @@ def bench_search(
     console: Console,
 ) -> list[dict[str, Any]]:
     index: VectorIndex = open_index(path=store_dir / engine, engine=engine)  # type: ignore[arg-type]
-    searcher = IndexSearcher(index, embedder, sparse, settings.prefetch_limit, settings.rrf_k)
+    searcher = IndexSearcher(index, embedder, sparse, settings.ranking())
     index.ensure_collection(CollectionSpec("bench", embedder.dimension, CHUNK_FILTER_FIELDS))
     prepared = [(q, embedder.embed_query(q).tolist(), sparse.encode_query(q)) for q in queries[:timed]]
     rows: list[dict[str, Any]] = []

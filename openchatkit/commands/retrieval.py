@@ -132,14 +132,32 @@ def run_local(
 
 @eval_app.command("retrieval")
 def eval_retrieval(
-    docs: Annotated[Path, typer.Option(help="Folder of documents to ingest into a fresh collection.")],
-    questions: Annotated[Path, typer.Option(help='JSONL of {"question", "doc", "answer"}.')],
+    docs: Annotated[Path | None, typer.Option(help="Folder of documents to ingest into a fresh collection.")] = None,
+    questions: Annotated[Path | None, typer.Option(help='JSONL of {"question", "doc", "answer"}.')] = None,
+    lookalikes: Annotated[
+        str | None,
+        typer.Option(help="Instead of --docs/--questions: look-alike corpus sizes (documents), comma separated."),
+    ] = None,
+    variants: Annotated[
+        str | None, typer.Option(help="--lookalikes: ranking variants to compare (default: all, and 'default').")
+    ] = None,
+    hnsw: Annotated[bool, typer.Option("--hnsw", help="--lookalikes: build HNSW indexes before searching.")] = False,
+    all_misses: Annotated[bool, typer.Option("--all-misses", help="--lookalikes: every variant's misses.")] = False,
+    out: Annotated[Path, typer.Option(help="--lookalikes: results folder.")] = Path("benchmarks/results"),
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object with the metrics.")] = False,
     engine: Annotated[str, typer.Option(help="Embedded engine: edge or qdrant-client.")] = "edge",
 ) -> None:
-    """Recall@1, recall@5, MRR and answer-in-context of hybrid search on a question set."""
+    """Recall@1, recall@5, MRR and answer-in-context of search on a question set, or of every
+    ranking variant on look-alike corpora (--lookalikes 1000,10000)."""
     from retrieval_server.evaluation import EvalError, evaluate, load_questions
 
+    if lookalikes is not None:
+        if docs or questions:
+            raise typer.BadParameter("give --lookalikes or --docs/--questions, not both", param_hint="--lookalikes")
+        _eval_lookalikes(lookalikes, variants, hnsw, all_misses, out, as_json)
+        return
+    if docs is None or questions is None:
+        raise typer.BadParameter("give --docs and --questions (or --lookalikes N)", param_hint="--docs")
     try:
         items = load_questions(questions)
         result = evaluate(docs, items, engine=engine)
@@ -154,6 +172,43 @@ def eval_retrieval(
         console.print(f"  {name:18} {value:.3f}")
     for miss in result.misses:
         console.print(f"  [yellow]miss[/yellow] {miss}")
+
+
+def _eval_lookalikes(
+    sizes: str, variants: str | None, hnsw: bool, all_misses: bool, out: Path, as_json: bool
+) -> None:
+    from openchatkit.bench.results import write_result
+    from retrieval_server.lookalike_eval import QUESTION_SETS, VARIANTS, evaluate_lookalikes
+
+    settings = RetrievalSettings()
+    known = {"default": settings.ranking(), **VARIANTS}
+    try:
+        size_list = [int(s) for s in sizes.split(",") if s.strip()]
+    except ValueError:
+        raise typer.BadParameter("sizes must be integers", param_hint="--lookalikes") from None
+    chosen = [v.strip() for v in variants.split(",") if v.strip()] if variants else list(known)
+    unknown = [v for v in chosen if v not in known]
+    if unknown or not size_list or min(size_list) < 100:
+        raise typer.BadParameter(
+            f"unknown variant(s) {unknown}; known: {', '.join(known)}" if unknown else "sizes of at least 100",
+            param_hint="--variants" if unknown else "--lookalikes",
+        )
+    reports = []
+    for size in size_list:
+        console.print(f"[bold]look-alike corpus of {size} documents[/bold]")
+        report = evaluate_lookalikes(size, {v: known[v] for v in chosen}, settings, hnsw, console.print)
+        path = write_result(f"retrieval-lookalikes-{size}", report, out)
+        console.print(f"wrote {path}")
+        for name, row in report["variants"].items():
+            if all_misses or name == chosen[0]:
+                for by in QUESTION_SETS:
+                    for miss in row[f"by_{by}"]["misses"]:
+                        console.print(f"  [yellow]miss[/yellow] {name} by-{by}: {miss}")
+                    for late in row[f"by_{by}"]["not_first"]:
+                        console.print(f"  [yellow]not first[/yellow] {name} by-{by}: {late}")
+        reports.append(report)
+    if as_json:
+        print(json.dumps(reports if len(reports) > 1 else reports[0]))
 
 
 @bench_app.command("retrieval")
