@@ -19,9 +19,9 @@ from typing import Any
 
 from openchatkit.bench.results import summarize
 from retrieval_server.config import RetrievalSettings
+from retrieval_server.documents import DocumentStore, registry_name
 from retrieval_server.evaluation import TOP_K, EvalResult, Question, score
 from retrieval_server.lookalikes import corpus, questions, source_of
-from retrieval_server.documents import DocumentStore, registry_name
 from retrieval_server.ranking import Ranking, Reranker, build_reranker
 from retrieval_server.search import IndexSearcher, SearchHit
 

@@ -41,6 +41,8 @@ class LookalikeQuestion:
     by: str  # "name" | "content"
 
 
+# Data, kept compact: one real document per block, not one slot per line.
+# fmt: off
 FAMILIES: tuple[Family, ...] = (
     Family(
         kind="lighthouse",
@@ -53,7 +55,9 @@ FAMILIES: tuple[Family, ...] = (
         pools={
             "site": ("a granite headland", "a chalk cliff", "a shingle spit", "a basalt reef", "a sandstone bluff"),
             "shape": ("round", "octagonal", "square", "conical", "hexagonal"),
-            "pattern": ("horizontal bands", "spiral bands", "vertical stripes", "a chequered pattern", "diagonal bands"),
+            "pattern": (
+                "horizontal bands", "spiral bands", "vertical stripes", "a chequered pattern", "diagonal bands",
+            ),
             "colours": COLOURS,
             "lantern": ("red", "green", "black", "white", "blue", "copper", "bronze"),
             "flashes": (
@@ -555,3 +559,4 @@ QUESTIONS: tuple[LookalikeQuestion, ...] = (
         "ferry", "Lake Orrin", "Kettlestone", "content",
     ),
 )
+# fmt: on

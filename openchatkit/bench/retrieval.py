@@ -29,6 +29,7 @@ from retrieval_server.documents import CHUNK_FILTER_FIELDS, chunk_point_id, docu
 from retrieval_server.embeddings import DenseEmbedder, SparseEncoder
 from retrieval_server.index import CollectionSpec, HybridQuery, IndexPoint, VectorIndex, open_index
 from retrieval_server.loaders import SourceDocument
+from retrieval_server.ranking import build_reranker
 from retrieval_server.search import IndexSearcher
 
 POOL_SIZE = 2000
@@ -192,7 +193,9 @@ def bench_search(
     console: Console,
 ) -> list[dict[str, Any]]:
     index: VectorIndex = open_index(path=store_dir / engine, engine=engine)  # type: ignore[arg-type]
-    searcher = IndexSearcher(index, embedder, sparse, settings.ranking())
+    ranking = settings.ranking()
+    reranker = build_reranker(ranking.rerank, embedder, settings.reranker_model, settings.reranker_device)
+    searcher = IndexSearcher(index, embedder, sparse, ranking, reranker)
     index.ensure_collection(CollectionSpec("bench", embedder.dimension, CHUNK_FILTER_FIELDS))
     prepared = [(q, embedder.embed_query(q).tolist(), sparse.encode_query(q)) for q in queries[:timed]]
     rows: list[dict[str, Any]] = []

@@ -174,9 +174,7 @@ def eval_retrieval(
         console.print(f"  [yellow]miss[/yellow] {miss}")
 
 
-def _eval_lookalikes(
-    sizes: str, variants: str | None, hnsw: bool, all_misses: bool, out: Path, as_json: bool
-) -> None:
+def _eval_lookalikes(sizes: str, variants: str | None, hnsw: bool, all_misses: bool, out: Path, as_json: bool) -> None:
     from openchatkit.bench.results import write_result
     from retrieval_server.lookalike_eval import QUESTION_SETS, VARIANTS, evaluate_lookalikes
 

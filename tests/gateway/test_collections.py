@@ -50,7 +50,9 @@ def test_list_and_delete_through_the_gateway(gateway: Gateway, retrieval: Retrie
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "collection_not_found"
 
 
-def test_keys_reserved_names_and_read_only_gateways(log_dir: Path, gateway: Gateway, retrieval: RetrievalServer) -> None:
+def test_keys_reserved_names_and_read_only_gateways(
+    log_dir: Path, gateway: Gateway, retrieval: RetrievalServer
+) -> None:
     assert call(gateway, "GET", "/v1/collections", auth=False).status_code == 401
     reserved = call(gateway, "DELETE", "/v1/collections/documents__documents")
     assert reserved.status_code == 400 and reserved.json()["error"]["code"] == "reserved_collection_name"

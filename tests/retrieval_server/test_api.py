@@ -285,7 +285,11 @@ def test_collections_are_listed_and_deleted(server: RetrievalServer, collection:
     assert listed["object"] == "list"
     by_name = {c["id"]: c for c in listed["data"]}
     assert by_name[collection] == {
-        "id": collection, "object": "collection", "documents": 2, "chunks": 2, "default": False
+        "id": collection,
+        "object": "collection",
+        "documents": 2,
+        "chunks": 2,
+        "default": False,
     }
     assert by_name[other]["documents"] == 1
     assert not any("__" in name for name in by_name)  # registries stay internal

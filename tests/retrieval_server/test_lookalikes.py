@@ -175,7 +175,9 @@ def test_rrf_and_dbsf_fuse_as_defined(store: DocumentStore) -> None:
     for query in [q.question for q in QUESTIONS[::2]]:
         full = engine_lists(store, query, SIZE)
 
-        def within(point: str, k: int, weights: tuple[float, float]) -> tuple[float, float] | None:
+        def within(
+            point: str, k: int, weights: tuple[float, float], full: tuple[list[IndexHit], ...] = full
+        ) -> tuple[float, float] | None:
             low = high = 0.0
             for weight, listed in zip(weights, full, strict=True):
                 ranks = rank_range(listed, point)
