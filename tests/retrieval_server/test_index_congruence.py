@@ -219,8 +219,10 @@ def test_collections_and_vector_sizes_are_checked_the_same_way(open_engine: Call
         index.ensure_collection(CollectionSpec("records", None, ("status",)))
         index.upsert("records", [IndexPoint(str(uuid.uuid4()), {"status": "ready"})])
         assert index.count("records", [Match("status", ("ready",))]) == 1
+        assert index.list_collections() == ["records", "x"]
         index.drop_collection("x")
         assert not index.collection_exists("x")
+        assert index.list_collections() == ["records"]
 
 
 def test_document_stores_on_both_engines_agree(make_store: Callable[..., DocumentStore]) -> None:
