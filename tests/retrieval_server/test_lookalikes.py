@@ -297,3 +297,34 @@ def test_cli_writes_the_report_and_prints_misses(tmp_path: Path) -> None:
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert bad.returncode == 2 and "unknown variant" in bad.stderr
+
+
+def test_a_cross_encoder_from_a_local_folder_reranks(store: DocumentStore, tmp_path: Path) -> None:
+    """The wiring only: a tiny, untrained BERT cross-encoder built here (no model hub), loaded
+    offline; the candidates come back ordered by its scores. Quality needs a real model."""
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    from retrieval_server.embeddings import bundled_model_dir
+    from retrieval_server.ranking import CrossEncoderReranker, build_reranker
+
+    folder = tmp_path / "tiny-cross-encoder"
+    tokenizer = AutoTokenizer.from_pretrained(bundled_model_dir(), local_files_only=True)
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=64, num_labels=1,
+    )  # fmt: skip
+    BertForSequenceClassification(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    reranker = build_reranker("cross-encoder", store.embedder, str(folder))
+    assert isinstance(reranker, CrossEncoderReranker)
+    query = "Which bakery makes a knot-shaped cardamom roll topped with sugar pearls?"
+    first_stage = searcher(store).search(COLLECTION, query, 10)
+    ranking = Ranking(rerank="cross-encoder", rerank_candidates=10)
+    got = IndexSearcher(store.index, store.embedder, store.sparse, ranking, reranker).search(COLLECTION, query, 10)
+    expected = reranker.scores(query, first_stage)
+    assert set(ids(got)) == set(ids(first_stage))
+    assert [h.score for h in got] == pytest.approx(sorted(expected.tolist(), reverse=True), abs=1e-5)
+    with pytest.raises(ValueError, match="reranker_model"):
+        build_reranker("cross-encoder", store.embedder, "")
+    with pytest.raises(ValueError, match="offline"):
+        build_reranker("cross-encoder", store.embedder, str(tmp_path / "missing"))
