@@ -1,4 +1,5 @@
-"""Hybrid search over the index, and OpenChatKit's neighbour widening of the top hit."""
+"""Search over the index (first stage, title field, reranking: see :mod:`retrieval_server.ranking`),
+and OpenChatKit's neighbour widening of the top hit."""
 
 from __future__ import annotations
 
@@ -9,7 +10,16 @@ import numpy as np
 
 from retrieval_server.documents import chunk_point_id
 from retrieval_server.embeddings import DenseEmbedder, SparseEncoder
-from retrieval_server.index import DenseQuery, HybridQuery, IndexHit, SparseQuery, SparseVector, VectorIndex, Where
+from retrieval_server.index import (
+    DenseQuery,
+    Fusion,
+    HybridQuery,
+    IndexHit,
+    SparseQuery,
+    SparseVector,
+    VectorIndex,
+    Where,
+)
 from retrieval_server.index.base import order_hits
 from retrieval_server.ranking import DEFAULT_SCORE_WEIGHTS, Ranking, Reranker, fuse_title, title_ranks
 
@@ -81,28 +91,7 @@ class IndexSearcher:
         wanted = max(top_k, r.rerank_candidates if self.reranker else 0, top_k * 4 if r.title_weight > 0 else 0)
         sparse = self.sparse.encode_query(query)
         dense = self.embedder.embed_query(query) if r.retriever != "bm25" or widening else None
-        engine_query: HybridQuery | DenseQuery | SparseQuery | None
-        if r.retriever == "bm25":
-            if not sparse.indices:
-                return []
-            engine_query = SparseQuery(sparse)
-        elif r.retriever == "dense" or not sparse.indices:  # only stop words: nothing for BM25 to match
-            assert dense is not None
-            engine_query = DenseQuery(dense.tolist())
-        elif r.fusion == "weighted":
-            assert dense is not None
-            engine_query = None
-        else:
-            assert dense is not None
-            engine_query = HybridQuery(
-                dense.tolist(), sparse, max(r.prefetch_limit, wanted), r.rrf_k, r.fusion, r.weights
-            )
-        if engine_query is None:
-            assert dense is not None
-            found = self._weighted(collection, dense.tolist(), sparse, max(r.prefetch_limit, wanted), where)
-        else:
-            found = self.index.query(collection, engine_query, wanted, where)
-        hits = [_to_hit(h) for h in found[:wanted]]
+        hits = [_to_hit(h) for h in self._first_stage(collection, dense, sparse, wanted, where)]
         if r.title_weight > 0 and sparse.indices and hits:
             hits = self._with_titles(hits, sparse)
         if self.reranker and len(hits) > 1:
@@ -111,6 +100,22 @@ class IndexSearcher:
         if widening and hits and dense is not None:
             hits[0] = self._widen(collection, hits[0], dense, widening)
         return hits
+
+    def _first_stage(
+        self, collection: str, dense: np.ndarray | None, sparse: SparseVector, wanted: int, where: Where
+    ) -> list[IndexHit]:
+        r = self.ranking
+        if r.retriever == "bm25":
+            return self.index.query(collection, SparseQuery(sparse), wanted, where) if sparse.indices else []
+        assert dense is not None
+        if r.retriever == "dense" or not sparse.indices:  # only stop words: nothing for BM25 to match
+            return self.index.query(collection, DenseQuery(dense.tolist()), wanted, where)
+        prefetch = max(r.prefetch_limit, wanted)
+        if r.fusion == "weighted":
+            return self._weighted(collection, dense.tolist(), sparse, prefetch, where)[:wanted]
+        fusion: Fusion = "dbsf" if r.fusion == "dbsf" else "rrf"
+        hybrid = HybridQuery(dense.tolist(), sparse, prefetch, r.rrf_k, fusion, r.weights)
+        return self.index.query(collection, hybrid, wanted, where)
 
     def _weighted(
         self, collection: str, dense: list[float], sparse: SparseVector, limit: int, where: Where
