@@ -85,7 +85,8 @@ class RetrievalSettings(ServiceSettings):
         description="hybrid: rrf (reciprocal rank), dbsf (score distributions) or weighted (scaled scores x weights).",
     )
     fusion_weights: tuple[float, float] | None = Field(
-        default=None, description="rrf and weighted: weights of the (dense, bm25) lists; unset: the fusion's default."
+        default=None,
+        description="rrf and weighted: weights of the (dense, bm25) lists; unset: equal (rrf), 0.1/0.9 (weighted).",
     )
     prefetch_limit: int = Field(default=50, ge=1, description="Candidates per retriever (dense, BM25) before fusion.")
     rrf_k: int = Field(default=60, ge=1)
@@ -97,9 +98,9 @@ class RetrievalSettings(ServiceSettings):
         description="Second stage over the best rerank_candidates: late-interaction (MaxSim over the embedding "
         "model's token vectors) or cross-encoder (reranker_model).",
     )
-    rerank_candidates: int = Field(default=20, ge=2, le=200)
+    rerank_candidates: int = Field(default=20, ge=2, le=200, description="Best first-stage hits the reranker rescores.")
     reranker_model: str = Field(default="", description="rerank cross-encoder: a local model folder.")
-    reranker_device: str = "cpu"
+    reranker_device: str = Field(default="cpu", description="rerank cross-encoder: cpu, cuda, cuda:1, ...")
     widen_min_similarity: float = Field(default=0.5, ge=-1, le=1)
     widen_max_chunks: int = Field(default=2, ge=0, le=10)
     sources: dict[str, HttpSourceConfig] = Field(default_factory=dict, description="Live sources by name.")
