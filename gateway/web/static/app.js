@@ -95,19 +95,35 @@ function sidebarItem({ id, title }) {
   link.href = `#/c/${id}`;
   link.textContent = title;
   if (current) link.setAttribute("aria-current", "page");
-  const rename = iconButton("✎", "rename", `Rename conversation “${title}”`, () => startRename(item, id, title));
-  const remove = iconButton("🗑", "delete", `Delete conversation “${title}”`, () => confirmDelete(item, id, title));
+  const rename = iconButton(ICONS.pencil, "rename", `Rename conversation “${title}”`, () => startRename(item, id, title));
+  const remove = iconButton(ICONS.trash, "delete", `Delete conversation “${title}”`, () => confirmDelete(item, id, title));
   item.append(link, rename, remove);
   return item;
 }
 
+const svg = (body) =>
+  `<svg aria-hidden="true" viewBox="0 0 24 24" width="15" height="15" fill="none" stroke="currentColor" ` +
+  `stroke-width="2" stroke-linecap="round" stroke-linejoin="round">${body}</svg>`;
+const ICONS = {
+  pencil: svg('<path d="M17 3a2.83 2.83 0 1 1 4 4L7.5 20.5 2 22l1.5-5.5L17 3z"/>'),
+  trash: svg('<path d="M3 6h18M19 6v14a2 2 0 0 1-2 2H7a2 2 0 0 1-2-2V6m3 0V4a2 2 0 0 1 2-2h4a2 2 0 0 1 2 2v2"/>'),
+};
+
+// An icon button is named by `label`; a word button by its word, with `label` as hidden context.
 function iconButton(text, className, label, onClick) {
   const button = document.createElement("button");
   button.type = "button";
   button.className = `icon ${className}`;
-  button.textContent = text;
-  button.setAttribute("aria-label", label);
   button.title = label;
+  if (text.startsWith("<svg")) {
+    button.innerHTML = text; // one of our own constant icons
+    button.setAttribute("aria-label", label);
+  } else if (/\w/.test(text)) {
+    const hidden = document.createElement("span");
+    hidden.className = "visually-hidden";
+    hidden.textContent = ` ${label}`;
+    button.append(text, hidden);
+  }
   button.addEventListener("click", onClick);
   return button;
 }
@@ -144,13 +160,13 @@ function confirmDelete(item, id, title) {
   const question = document.createElement("span");
   question.className = "confirm-text";
   question.textContent = "Delete?";
-  const yes = iconButton("Delete", "confirm-delete danger", `Yes, delete “${title}”`, () => {
+  const yes = iconButton("Delete", "confirm-delete danger", `“${title}”`, () => {
     deleteConversation(id);
     if (chat.conversation?.id === id) newChat();
     renderSidebar();
     $("new-chat").focus();
   });
-  const no = iconButton("Cancel", "cancel", "Keep the conversation", () => renderSidebar());
+  const no = iconButton("Cancel", "cancel", "and keep the conversation", () => renderSidebar());
   item.replaceChildren(question, yes, no);
   yes.focus();
 }
@@ -162,6 +178,7 @@ function route() {
   const documents = hash === "#/documents";
   $("chat-view").hidden = documents;
   $("documents-view").hidden = !documents;
+  document.querySelector(".topbar .controls").hidden = documents;
   $("nav-chat").toggleAttribute("aria-current", !documents);
   $("nav-documents").toggleAttribute("aria-current", documents);
   if (documents) {
@@ -177,6 +194,7 @@ function route() {
   }
   if (!chat.conversation || match) return newChat();
   renderConversation(); // back from Documents to the open chat
+  if (chat.conversation.messages.length) history.replaceState(null, "", `#/c/${chat.conversation.id}`);
 }
 
 window.addEventListener("hashchange", () => {

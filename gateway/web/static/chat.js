@@ -48,14 +48,29 @@ function announce(text) {
 
 // --- rendering -------------------------------------------------------------------------
 
-function button(label, className, onClick, ariaLabel = label) {
+// A button whose visible label starts its accessible name; `context` is read by screen readers only.
+function button(label, className, onClick, context = "") {
   const node = document.createElement("button");
   node.type = "button";
   node.className = className;
-  node.textContent = label;
-  node.setAttribute("aria-label", ariaLabel);
+  const text = document.createElement("span");
+  text.className = "label";
+  text.textContent = label;
+  node.append(text);
+  if (context) {
+    const hidden = document.createElement("span");
+    hidden.className = "visually-hidden";
+    hidden.textContent = ` ${context}`;
+    node.append(hidden);
+  }
   node.addEventListener("click", onClick);
   return node;
+}
+
+function flashLabel(node, text) {
+  const label = node.querySelector(".label") || node;
+  label.textContent = text;
+  setTimeout(() => (label.textContent = "Copy"), 1500);
 }
 
 export function renderConversation() {
@@ -73,7 +88,7 @@ function messageNode(message, index) {
   const node = document.createElement("article");
   node.className = `message ${message.role}`;
   node.dataset.index = String(index);
-  const who = document.createElement("h3");
+  const who = document.createElement("h2");
   who.className = "visually-hidden";
   who.textContent = message.role === "user" ? "You said:" : "The assistant said:";
   const body = document.createElement("div");
@@ -83,7 +98,7 @@ function messageNode(message, index) {
     body.textContent = message.content;
     const actions = document.createElement("div");
     actions.className = "actions";
-    actions.append(button("Edit", "edit", () => startEdit(node, index), "Edit this message and resend"));
+    actions.append(button("Edit", "edit", () => startEdit(node, index), "this message and resend it"));
     node.append(actions);
   } else {
     fillAnswer(node, message, index);
@@ -97,7 +112,7 @@ const anchorFor = (index) => `cite-${chat.conversation?.id}-${index}`;
 function fillAnswer(node, message, index, streaming = false) {
   const body = node.querySelector(".text");
   renderMarkdown(body, message.content || "", { citations: message.citations || [], anchor: anchorFor(index) });
-  node.querySelectorAll(".notices, .citations, .actions, .feedback").forEach((n) => n.remove());
+  node.querySelectorAll(".notices, .citations, .answer-footer").forEach((n) => n.remove());
   node.classList.toggle("streaming", streaming);
   node.setAttribute("aria-busy", String(streaming));
   const notices = noticesFor(message);
@@ -119,17 +134,19 @@ function fillAnswer(node, message, index, streaming = false) {
   const actions = document.createElement("div");
   actions.className = "actions";
   if (message.content) {
-    actions.append(button("Copy", "copy", async (event) => {
-      const ok = await copyText(message.content);
-      event.target.textContent = ok ? "Copied" : "Copy failed";
-      setTimeout(() => (event.target.textContent = "Copy"), 1500);
-    }, "Copy this answer"));
+    const copy = button("Copy", "copy", async () => {
+      flashLabel(copy, (await copyText(message.content)) ? "Copied" : "Copy failed");
+    }, "this answer");
+    actions.append(copy);
   }
   if (index === chat.conversation.messages.length - 1) {
-    actions.append(button("Regenerate", "regenerate", () => regenerate(), "Regenerate this answer"));
+    actions.append(button("Regenerate", "regenerate", () => regenerate(), "this answer"));
   }
-  node.append(actions);
-  if (message.id) node.append(attachFeedback(message, () => saveConversation(chat.conversation)));
+  const footer = document.createElement("div");
+  footer.className = "answer-footer";
+  footer.append(actions);
+  if (message.id) footer.append(attachFeedback(message, () => saveConversation(chat.conversation)));
+  node.append(footer);
 }
 
 function noticesFor(message) {
@@ -321,7 +338,7 @@ function startEdit(node, index) {
   save.type = "submit";
   save.className = "primary";
   save.textContent = "Save and send";
-  const cancel = button("Cancel", "cancel", () => renderConversation());
+  const cancel = button("Cancel", "cancel", () => renderConversation(), "the edit");
   form.append(area, save, cancel);
   node.querySelector(".text").hidden = true;
   node.querySelector(".actions").hidden = true;
@@ -370,9 +387,6 @@ document.addEventListener("click", (event) => {
   const copy = event.target.closest?.("button.copy-code");
   if (copy) {
     const code = copy.closest(".codeblock")?.querySelector("code");
-    copyText(code?.textContent || "").then((ok) => {
-      copy.textContent = ok ? "Copied" : "Copy failed";
-      setTimeout(() => (copy.textContent = "Copy"), 1500);
-    });
+    copyText(code?.textContent || "").then((ok) => flashLabel(copy, ok ? "Copied" : "Copy failed"));
   }
 });

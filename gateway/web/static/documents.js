@@ -76,22 +76,28 @@ function documentRow(doc) {
   const remove = document.createElement("button");
   remove.type = "button";
   remove.className = "danger delete-document";
-  remove.textContent = "Delete";
-  remove.setAttribute("aria-label", `Delete ${doc.title || doc.source}`);
+  const label = document.createElement("span");
+  label.textContent = "Delete";
+  const context = document.createElement("span");
+  context.className = "visually-hidden";
+  context.textContent = ` ${doc.title || doc.source}`;
+  remove.append(label, context);
   remove.addEventListener("click", async () => {
     if (remove.dataset.confirm !== "yes") {
       remove.dataset.confirm = "yes";
-      remove.textContent = "Confirm delete";
+      label.textContent = "Confirm delete";
       return;
     }
     remove.disabled = true;
     try {
       await request(`/v1/documents/${encodeURIComponent(doc.id)}`, { method: "DELETE" });
       row.remove();
-      $("documents-empty").hidden = $("document-table").tBodies[0].rows.length > 0;
+      const left = $("document-table").tBodies[0].rows.length;
+      $("documents-empty").hidden = left > 0;
+      $("document-table").hidden = left === 0;
     } catch (error) {
       remove.disabled = false;
-      remove.textContent = "Delete";
+      label.textContent = "Delete";
       delete remove.dataset.confirm;
       $("documents-empty").hidden = false;
       $("documents-empty").textContent = `Could not delete: ${error.message}`;
@@ -114,10 +120,13 @@ export async function loadDocuments(append = false) {
     nextPage = page.has_more ? page.last_id : null;
     $("more-documents").hidden = !nextPage;
     empty.textContent = "No documents yet.";
+    empty.classList.remove("error");
     empty.hidden = body.rows.length > 0;
+    $("document-table").hidden = body.rows.length === 0;
   } catch (error) {
     if (error.status === 401) document.dispatchEvent(new CustomEvent("needs-key"));
     empty.textContent = `Could not list the documents: ${error.message}`;
+    empty.classList.add("error");
     empty.hidden = false;
   }
 }

@@ -65,6 +65,7 @@ function decorateCode(code, highlight) {
     if (language && !window.hljs.getLanguage(language)) code.classList.remove(`language-${language}`);
     window.hljs.highlightElement(code);
   }
+  pre.tabIndex = 0; // long lines scroll sideways: reachable by keyboard
   const block = document.createElement("div");
   block.className = "codeblock";
   const bar = document.createElement("div");
@@ -74,8 +75,13 @@ function decorateCode(code, highlight) {
   const copy = document.createElement("button");
   copy.type = "button";
   copy.className = "copy-code";
-  copy.textContent = "Copy";
-  copy.setAttribute("aria-label", `Copy ${language || ""} code`.replace("  ", " "));
+  const label = document.createElement("span");
+  label.className = "label";
+  label.textContent = "Copy";
+  const context = document.createElement("span");
+  context.className = "visually-hidden";
+  context.textContent = ` ${language || ""} code`.replace("  ", " ");
+  copy.append(label, context);
   bar.append(name, copy);
   pre.replaceWith(block);
   block.append(bar, pre);
