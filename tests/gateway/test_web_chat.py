@@ -259,8 +259,29 @@ HOSTILE = (
 )
 
 
-def test_hostile_html_in_an_answer_is_inert(stack: WebStack, page: Any) -> None:
-    open_chat(page, stack.gateway)
+# Renders a text with the page's renderer and lists what could run or load: elements, event
+# handlers, inline styles and script/data URLs (text that merely reads like HTML is fine).
+UNSAFE_PARTS = """(text) => import('/static/markdown.js').then((m) => {
+    const template = document.createElement('template');
+    template.innerHTML = m.toSafeHtml(text);
+    const found = [];
+    for (const el of template.content.querySelectorAll('*')) {
+        const tag = el.tagName.toLowerCase();
+        if (['script', 'iframe', 'img', 'form', 'style', 'svg', 'math', 'object', 'embed', 'button'].includes(tag)) {
+            found.push(tag);
+        }
+        for (const a of el.attributes) {
+            if (/^on/i.test(a.name) || a.name === 'style' || /^\\s*(javascript|data|vbscript):/i.test(a.value)) {
+                found.push(`${tag} ${a.name}=${a.value}`);
+            }
+        }
+    }
+    return found;
+})"""
+
+
+def test_hostile_html_in_an_answer_is_inert(gateway_factory: Callable[..., Gateway], page: Any) -> None:
+    open_chat(page, gateway_factory())  # no answer moderation: the text reaches the page as generated
     constrain(page, literal(HOSTILE), max_tokens=300)
     send(page, "Repeat some HTML.")
     wait_answers(page, 1)
@@ -270,7 +291,8 @@ def test_hostile_html_in_an_answer_is_inert(stack: WebStack, page: Any) -> None:
         html = text.inner_html().lower()
         for bad in ("onerror", "onclick", "onload", "javascript:", "<script", "<img", "<svg"):
             assert bad not in html, bad
-        assert "click me" in text.inner_text() and "raw link" in text.inner_text()
+        stored = stored_conversations(page)[0]["messages"][-1]
+        assert "click me" in text.inner_text() and "raw link" in text.inner_text(), stored
         assert page.title() == "OpenChatKit"
 
     check()
@@ -290,9 +312,8 @@ def test_hostile_html_in_an_answer_is_inert(stack: WebStack, page: Any) -> None:
         "<div style=\"background:url(javascript:alert(1))\">s</div>",
     ]
     for vector in vectors:
-        html = page.evaluate("(t) => import('/static/markdown.js').then((m) => m.toSafeHtml(t))", vector).lower()
-        for bad in ("ontoggle", "onerror", "javascript:", "data:text/html", "<iframe", "<form", "<img", "style="):
-            assert bad not in html, (vector, html)
+        found = page.evaluate(UNSAFE_PARTS, vector)
+        assert found == [], (vector, found)
     shoot(page, "03-hostile-html")
 
 
