@@ -1,10 +1,11 @@
 """The web chat page, served by the gateway at ``/``.
 
-The page's own files live in ``gateway/web/static/`` (served under ``/static/``). The browser libraries it uses (Markdown
-renderer, HTML sanitiser, syntax highlighter) are installed from npm by ``make web``
-(``npm ci`` against the committed ``package-lock.json``) into ``gateway/web/node_modules``
-and served from there under ``/static/vendor/<name>``; only the files named in ``VENDOR``
-are reachable. Without them the page still works and shows answers as plain text.
+The page's own files live in ``gateway/web/static/`` (served under ``/static/``). The
+browser libraries it uses (Markdown renderer, HTML sanitiser, syntax highlighter) are
+installed from npm by ``make web`` (``npm ci`` against the committed ``package-lock.json``)
+into ``gateway/web/node_modules`` and served from there under ``/static/vendor/<name>``;
+only the files named in ``VENDOR`` are reachable. Without them the page still works and
+shows answers as plain text.
 """
 
 from __future__ import annotations

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from gateway.web_routes import NODE_MODULES, WEB_DIR
@@ -84,9 +83,7 @@ class WebStack:
 
 
 @pytest.fixture(scope="module")
-def stack(
-    chat_server: ChatModelServer, log_dir: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[WebStack]:
+def stack(chat_server: ChatModelServer, log_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebStack]:
     """A gateway with moderation, retrieval and feedback, in front of the shared vLLM."""
     data = tmp_path_factory.mktemp("web-stack")
     retrieval = start_retrieval_server(log_dir, data / "retrieval")
@@ -309,7 +306,7 @@ def test_hostile_html_in_an_answer_is_inert(gateway_factory: Callable[..., Gatew
         "<form action=javascript:alert(1)><button>b</button></form>",
         "<math><mtext><table><mglyph><style><img src=x onerror=alert(1)>",
         "[d](data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==)",
-        "<div style=\"background:url(javascript:alert(1))\">s</div>",
+        '<div style="background:url(javascript:alert(1))">s</div>',
     ]
     for vector in vectors:
         found = page.evaluate(UNSAFE_PARTS, vector)
@@ -408,9 +405,7 @@ def test_truncated_history_shows_a_notice(stack: WebStack, page: Any) -> None:
         messages += [{"role": "user", "content": f"Question {i}: {filler}"}, {"role": "assistant", "content": filler}]
     conversation = {"id": uuid.uuid4().hex[:16], "title": "Long", "titled": True, "created": 1, "updated": 1,
                     "retrieval": False, "messages": messages}  # fmt: skip
-    page.evaluate(
-        "(c) => localStorage.setItem('openchatkit-conversation:' + c.id, JSON.stringify(c))", conversation
-    )
+    page.evaluate("(c) => localStorage.setItem('openchatkit-conversation:' + c.id, JSON.stringify(c))", conversation)
     page.goto(f"{stack.gateway.url}/#/c/{conversation['id']}")
     page.wait_for_function("document.querySelector('#model').options.length > 0", timeout=60_000)
     send(page, "Short question?")
@@ -502,9 +497,7 @@ def test_upload_documents_then_ask_with_sources_and_see_the_citation(
     for name, data in files.items():
         (tmp_path / name).write_bytes(data)
     page.set_input_files("#file-input", [str(tmp_path / name) for name in files])
-    page.wait_for_function(
-        "document.querySelectorAll('.upload.done, .upload.failed').length === 6", timeout=180_000
-    )
+    page.wait_for_function("document.querySelectorAll('.upload.done, .upload.failed').length === 6", timeout=180_000)
     results = dict(
         zip(
             [n.split(" (")[0] for n in page.locator(".upload .upload-name").all_inner_texts()],
@@ -618,10 +611,11 @@ def test_a_429_is_explained_with_a_timed_retry(stack: WebStack, page: Any) -> No
                          "param": None, "code": "rate_limit_exceeded"}}  # fmt: skip
 
     def limited(route: Any) -> None:
-        page.unroute("**/v1/chat/completions")
-        route.fulfill(status=429, headers={"retry-after": "2"}, content_type="application/json", body=json.dumps(refusal))
+        route.fulfill(
+            status=429, headers={"retry-after": "2"}, content_type="application/json", body=json.dumps(refusal)
+        )
 
-    page.route("**/v1/chat/completions", limited)
+    page.route("**/v1/chat/completions", limited, times=1)
     started = time.monotonic()
     send(page, "Hi")
     page.wait_for_selector("#error:not([hidden])")

@@ -69,9 +69,10 @@ def test_uploads_over_the_limit_and_bad_files_are_refused(gateway: Gateway) -> N
     big = ("file", ("big.txt", b"x" * (70 * 1024), "text/plain"))
     answer = httpx.post(gateway.url + "/v1/documents", files=[big], headers=gateway.headers, timeout=60)
     assert answer.status_code == 413 and answer.json()["error"]["code"] == "upload_too_large"
+
     # A chunked upload (no Content-Length) is counted as it streams through.
     def body() -> Iterator[bytes]:
-        yield b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.txt\"\r\n\r\n"
+        yield b'--b\r\nContent-Disposition: form-data; name="file"; filename="big.txt"\r\n\r\n'
         for _ in range(80):
             yield b"y" * 1024
         yield b"\r\n--b--\r\n"
