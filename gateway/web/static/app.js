@@ -257,6 +257,9 @@ $("retrieval").addEventListener("change", () => {
 });
 
 chat.onChange = renderSidebar;
+window.addEventListener("storage", (event) => {
+  if (event.key?.startsWith("openchatkit-conversation:")) renderSidebar(); // changed in another tab
+});
 $("vendor-warning").hidden = markdownAvailable();
 apiKey(); // takes a #key=... from the address
 setSidebar(!phone.matches);
