@@ -52,6 +52,7 @@ browser:
 # installed from npm as locked in gateway/web/package-lock.json; the gateway serves them.
 WEB := gateway/web
 $(WEB)/node_modules/.package-lock.json: $(WEB)/package.json $(WEB)/package-lock.json
+	@command -v npm >/dev/null || { echo "npm (Node.js 18 or newer) is needed for the chat page's libraries"; exit 1; }
 	cd $(WEB) && npm ci --no-audit --no-fund
 
 web: $(WEB)/node_modules/.package-lock.json
