@@ -32,7 +32,7 @@ from tests.support.feedback import (
     unique,
     wait_until,
 )
-from tests.support.moderation import ModerationService, start_moderation, trained_classifier_dir
+from tests.support.moderation import ModerationService
 from tests.support.processes import REPO_ROOT, ServiceProcess, free_port
 from tests.support.retrieval import RetrievalServer, jsonl, minimal_pdf, start_retrieval_server
 
@@ -83,13 +83,15 @@ class WebStack:
 
 
 @pytest.fixture(scope="module")
-def stack(chat_server: ChatModelServer, log_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebStack]:
-    """A gateway with moderation, retrieval and feedback, in front of the shared vLLM."""
+def stack(
+    chat_server: ChatModelServer,
+    moderation: ModerationService,
+    log_dir: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[WebStack]:
+    """A gateway with moderation (the module's service), retrieval and feedback, in front of the shared vLLM."""
     data = tmp_path_factory.mktemp("web-stack")
     retrieval = start_retrieval_server(log_dir, data / "retrieval")
-    moderation = start_moderation(
-        log_dir, {"MODERATION_ARTIFACT_DIR": str(trained_classifier_dir()), "MODERATION_TRAIN_IF_MISSING": "false"}
-    )
     stream = unique("test:web")
     feedback_db = data / "feedback.db"
     env = feedback_env(SHARED_REDIS_URL, stream, f"sqlite+aiosqlite:///{feedback_db}")
@@ -111,7 +113,7 @@ def stack(chat_server: ChatModelServer, log_dir: Path, tmp_path_factory: pytest.
         )
         yield WebStack(gateway, retrieval, moderation, feedback_db)
     finally:
-        for process in [gateway.process if gateway else None, worker, api, moderation.process, retrieval.process]:
+        for process in [gateway.process if gateway else None, worker, api, retrieval.process]:
             if process is not None:
                 process.stop()
 
