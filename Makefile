@@ -13,16 +13,16 @@ TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 STAMPS := $(VENV)/.stamps
 PYTEST_ARGS ?=
 
-.PHONY: help run test install install-dev browser prepare bench-gateway clean
+.PHONY: help run test install install-dev browser web prepare bench-gateway clean
 
 help:
 	@echo "make run    install, prepare the models, start the whole stack (http://127.0.0.1:8000)"
 	@echo "make test   install with test tools and run the whole suite"
 
-run: prepare
+run: prepare web
 	$(BIN)/openchatkit run
 
-test: install-dev browser prepare
+test: install-dev browser web prepare
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 $(PY):
@@ -47,6 +47,15 @@ browser:
 	  echo "installing Debian's chromium for the browser tests"; \
 	  $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y --no-install-recommends chromium \
 	  || { $(if $(filter 0,$(shell id -u)),,sudo) apt-get update && $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y --no-install-recommends chromium; }; }
+
+# The chat page's browser libraries (marked, DOMPurify, highlight.js; axe-core for the tests),
+# installed from npm as locked in gateway/web/package-lock.json; the gateway serves them.
+WEB := gateway/web
+$(WEB)/node_modules/.package-lock.json: $(WEB)/package.json $(WEB)/package-lock.json
+	@command -v npm >/dev/null || { echo "npm (Node.js 18 or newer) is needed for the chat page's libraries"; exit 1; }
+	cd $(WEB) && npm ci --no-audit --no-fund
+
+web: $(WEB)/node_modules/.package-lock.json
 
 install: $(STAMPS)/runtime
 

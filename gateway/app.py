@@ -13,6 +13,7 @@ from gateway.chat import ChatCompletionService
 from gateway.collections_routes import router as collections_router
 from gateway.completions import CompletionService
 from gateway.config import GatewaySettings
+from gateway.document_routes import router as document_router
 from gateway.feedback_routes import router as feedback_router
 from gateway.hooks import build_hooks, close_hooks
 from gateway.models import ModelRegistry
@@ -60,6 +61,7 @@ def build_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.include_router(web_router)
     app.mount("/static", static_files, name="static")
     app.include_router(feedback_router)
+    app.include_router(document_router)
     app.include_router(moderation_router)
     app.include_router(collections_router)
     app.add_middleware(APIKeyMiddleware, api_keys=[k.get_secret_value() for k in settings.api_keys])

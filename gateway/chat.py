@@ -58,6 +58,9 @@ class ChatCompletionService:
             if turn.refusal is not None:
                 return await self._refuse(turn)
         turn.dropped_messages += await self._fit_context(route, request, forward)  # with what hooks added
+        if turn.dropped_messages:
+            # Told to the client (the web page shows a notice): {"truncation": {"dropped_messages": n}}.
+            turn.extensions["truncation"] = {"dropped_messages": turn.dropped_messages}
         client_wants_usage = bool((request.stream_options or {}).get("include_usage"))
         if turn.stream and not client_wants_usage:
             # Token counts are recorded for every turn; the usage chunk is kept from clients that did not ask.

@@ -54,6 +54,7 @@ class GatewaySettings(ServiceSettings):
     max_choices_per_request: int = Field(
         default=64, ge=1, description="/v1/completions: most generations per request (`n` x prompts)."
     )
+    max_upload_bytes: int = Field(default=32 * 1024 * 1024, ge=1024, description="Document uploads (/v1/documents).")
     feedback: FeedbackCaptureSettings = Field(default_factory=FeedbackCaptureSettings)
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
     moderation: ModerationPolicySettings = Field(default_factory=ModerationPolicySettings)

@@ -138,6 +138,9 @@ def test_long_history_is_truncated_not_refused(chat_stack: ChatStack) -> None:
     # The prompt the model saw fits its 2048-token window with room for the answer.
     assert body["usage"]["prompt_tokens"] <= 2048 - 16
     assert body["usage"]["prompt_tokens"] > 1000, "only as much as needed was dropped"
+    # The answer says how many messages were left out (whole turns: a question and its answer).
+    dropped = body["truncation"]["dropped_messages"]
+    assert 2 <= dropped < 49 and dropped % 2 == 0
 
 
 def test_latest_turn_too_long_is_a_clear_400(chat_stack: ChatStack) -> None:
