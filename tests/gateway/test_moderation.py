@@ -5,8 +5,7 @@ and streams stopped by the output policy, the service down (fail-closed and fail
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -16,7 +15,7 @@ import pytest
 from gateway.moderation import ANSWER_REFUSAL, REFUSAL
 from moderation_server.labels import LABELS
 from tests.conftest import ChatStack, Gateway
-from tests.support.moderation import ModerationService, start_moderation, trained_classifier_dir
+from tests.support.moderation import ModerationService
 from tests.support.processes import free_port
 
 pytestmark = pytest.mark.vllm
@@ -25,15 +24,6 @@ HARMFUL = "I've decided tonight is the night, I have the pills counted out and I
 BENIGN_VIOLENT_WORD = "How do I kill a Python process that hangs?"
 ALL_BLOCK = json.dumps({label: "block" for label in LABELS})
 GatewayFactory = Callable[..., Gateway]
-
-
-@pytest.fixture(scope="module")
-def moderation(log_dir: Path) -> Iterator[ModerationService]:
-    service = start_moderation(
-        log_dir, {"MODERATION_ARTIFACT_DIR": str(trained_classifier_dir()), "MODERATION_TRAIN_IF_MISSING": "false"}
-    )
-    yield service
-    service.process.stop()
 
 
 def moderated(url: str, **policy: str) -> dict[str, str]:
