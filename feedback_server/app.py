@@ -16,21 +16,22 @@ from feedback_server.routes import router
 from feedback_server.service import FeedbackService, StoreGate
 from feedback_server.store import FeedbackStore
 from services.app import create_service_app
+from services.retry import retry_with_backoff
+from services.server import worker_app
 
 logger = logging.getLogger(__name__)
 
 
 async def open_store_when_possible(settings: FeedbackSettings, gate: StoreGate) -> None:
     """Taking feedback needs only Redis; the store (for lookups and stats) may come later."""
-    delay = 0.5
-    while True:
-        try:
-            gate.store = await FeedbackStore.open(settings.database_url, migrate=settings.migrate_on_start)
-            return
-        except Exception as exc:
-            logger.warning("feedback store not available, retrying in %.1fs: %s", delay, exc)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 30.0)
+    gate.store = await retry_with_backoff(
+        lambda: FeedbackStore.open(settings.database_url, migrate=settings.migrate_on_start),
+        retry_if=lambda exc: isinstance(exc, Exception),
+        what="feedback store not available",
+        first_delay_s=0.5,
+        max_delay_s=30.0,
+        log=logger,
+    )
 
 
 def build_app(settings: FeedbackSettings | None = None) -> FastAPI:
@@ -70,7 +71,10 @@ def build_app(settings: FeedbackSettings | None = None) -> FastAPI:
         return gate.store is not None and await gate.store.ping()
 
     app = create_service_app(
-        "feedback", lifespan=lifespan, readiness_checks={"redis": redis_ready, "store": store_ready}
+        "feedback",
+        lifespan=lifespan,
+        readiness_checks={"redis": redis_ready, "store": store_ready},
+        internal_token=settings.internal_token,
     )
     app.include_router(router)
     return app
@@ -78,8 +82,4 @@ def build_app(settings: FeedbackSettings | None = None) -> FastAPI:
 
 def create_app() -> FastAPI:
     """The factory each uvicorn worker process calls (FEEDBACK_WORKERS > 1)."""
-    from services.logging import configure_logging
-
-    settings = FeedbackSettings()
-    configure_logging("feedback", settings.log_level, settings.log_json)
-    return build_app(settings)
+    return worker_app("feedback", FeedbackSettings(), build_app)

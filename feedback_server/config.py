@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, model_validator
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from services.settings import ServiceSettings
+from services.settings import ServiceSettings, under_data_dir
 from services.turn_events import DEFAULT_EVENTS_STREAM
+
+SQLITE_STORE = under_data_dir("feedback.db", template="sqlite+aiosqlite:///{}")
 
 
 def sqlite_url(data_dir: Path) -> str:
-    return f"sqlite+aiosqlite:///{data_dir / 'feedback.db'}"
+    """The SQLite store under ``data_dir`` (the gateway's key store shares its file)."""
+    return str(SQLITE_STORE({"data_dir": data_dir}))
 
 
 class FeedbackSettings(ServiceSettings):
@@ -26,9 +29,7 @@ class FeedbackSettings(ServiceSettings):
     stream: str = Field(default=DEFAULT_EVENTS_STREAM, description="The stream turns and feedback are queued on.")
     dead_letter_stream: str | None = Field(default=None, description="Default: '<stream>:dead'.")
     group: str = Field(default="feedback-store", description="The worker consumer group.")
-    database_url: str = Field(
-        default="", description="SQLAlchemy async URL of the store; default a SQLite file in data_dir."
-    )
+    database_url: str = Field(default_factory=SQLITE_STORE, description="SQLAlchemy async URL of the store.")
     migrate_on_start: bool = True
 
     # API
@@ -52,12 +53,6 @@ class FeedbackSettings(ServiceSettings):
     trim_interval_s: float = Field(default=10.0, gt=0, description="How often acknowledged entries are trimmed.")
     retry_max_s: float = Field(default=10.0, gt=0, description="Longest wait between store retries.")
     consumer: str | None = Field(default=None, description="Consumer name; default host-pid-random.")
-
-    @model_validator(mode="after")
-    def _default_store(self) -> FeedbackSettings:
-        if not self.database_url:
-            self.database_url = sqlite_url(self.data_dir)
-        return self
 
     @property
     def dead_letters(self) -> str:

@@ -9,6 +9,14 @@ Formats (one JSON object per line):
   OpenChatKit format (ending ``<bot>:``), the ideal response chosen over the model's answer.
 - ``messages``: OpenAI chat format, ``{"messages": [..., {"role": "assistant", ...}]}``,
   with the same answer choice as ``ock``.
+- ``kto``: ``{"prompt", "completion", "label"}`` for KTO (unpaired thumbs up/down): the
+  model's answer labelled true when up-voted without a flag, false when down-voted or
+  flagged; an ideal response is one more true example.
+
+Every record carries ``model``: the model or adapter name the answer came from (what the
+client asked for), so training data and evaluations can be traced to what produced them.
+``prompt_hash`` (``holdout_side``) splits records by their prompt, so that one prompt never
+lands on both sides of a train/held-out split.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ class ExportFormat(enum.StrEnum):
     OCK = "ock"
     PREFERENCE = "preference"
     MESSAGES = "messages"
+    KTO = "kto"
 
 
 class MinQuality(enum.StrEnum):
@@ -77,6 +86,12 @@ def message_text(message: dict[str, Any]) -> str:
     return "" if content is None else str(content)
 
 
+def prompt_hash(messages: list[dict[str, Any]]) -> float:
+    """The prompt's place in [0, 1): a stable hash of its roles and texts."""
+    canonical = json.dumps([[m.get("role"), message_text(m).strip()] for m in messages], ensure_ascii=False)
+    return int(hashlib.sha256(canonical.encode()).hexdigest()[:8], 16) / 0x100000000
+
+
 def ock_prompt(messages: list[dict[str, Any]]) -> str:
     """The conversation in OpenChatKit's format (as chat_server/templates/openchatkit.jinja renders it)."""
     parts = []
@@ -106,6 +121,7 @@ class ExportSummary:
     written: int = 0
     skipped: Counter[str] = field(default_factory=Counter)
     redactions: int = 0
+    held_out: int = 0
 
 
 class Exporter:
@@ -117,47 +133,76 @@ class Exporter:
         self._seen: set[str] = set()
 
     def record(self, row: ExportRow) -> dict[str, Any] | None:
-        """The line for ``row``, or None (the reason is counted in the summary)."""
-        self.summary.read += 1
-        record, reason = self._build(row)
-        if record is None:
-            self.summary.skipped[reason] += 1
-            return None
-        if self.options.redact:
-            record = self._redact(record)
-        if self.options.dedup:
-            digest = hashlib.sha256(json.dumps(record, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
-            if digest in self._seen:
-                self.summary.skipped["duplicate"] += 1
-                return None
-            self._seen.add(digest)
-        self.summary.written += 1
-        return record
+        """The first line for ``row`` (see ``records``), or None."""
+        records = self.records(row)
+        return records[0] if records else None
 
-    def _build(self, row: ExportRow) -> tuple[dict[str, Any] | None, str]:
+    def records(self, row: ExportRow) -> list[dict[str, Any]]:
+        """The lines for ``row`` (kto can give two: the rated answer and the ideal one); an
+        empty list when nothing is kept (the reason is counted in the summary)."""
+        self.summary.read += 1
+        built, reason = self._build(row)
+        if not built:
+            self.summary.skipped[reason] += 1
+            return []
+        kept = []
+        for record in built:
+            if self.options.redact:
+                record = self._redact(record)
+            record["model"] = row.turn.model if row.turn is not None else None
+            if row.feedback.key_id is not None:
+                record["key_id"] = row.feedback.key_id  # who rated it: the key's id, never the key
+            if self.options.dedup:
+                digest = hashlib.sha256(json.dumps(record, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+                if digest in self._seen:
+                    self.summary.skipped["duplicate"] += 1
+                    continue
+                self._seen.add(digest)
+            self.summary.written += 1
+            kept.append(record)
+        return kept
+
+    def _build(self, row: ExportRow) -> tuple[list[dict[str, Any]], str]:
         feedback, turn = row.feedback, row.turn
         if feedback.flag_harmful and not self.options.include_harmful:
-            return None, "harmful"
+            return [], "harmful"
         if turn is None:
-            return None, "turn_not_recorded"
+            return [], "turn_not_recorded"
         if turn.aborted:
-            return None, "aborted"
+            return [], "aborted"
         ideal = (feedback.ideal_response or "").strip()
         answer = (turn.answer or "").strip()
         messages = [{"role": m.get("role"), "content": message_text(m)} for m in turn.messages]
         if self.options.format is ExportFormat.PREFERENCE:
             if not ideal:
-                return None, "no_ideal_response"
+                return [], "no_ideal_response"
             if not answer or answer == ideal:
-                return None, "nothing_to_reject"
+                return [], "nothing_to_reject"
             prompt = ock_prompt(messages) + "<bot>:"
-            return {"prompt": prompt, "chosen": " " + ideal, "rejected": " " + answer}, ""
+            return [{"prompt": prompt, "chosen": " " + ideal, "rejected": " " + answer}], ""
+        if self.options.format is ExportFormat.KTO:
+            return self._kto(row, messages, ideal, answer)
         best, reason = self._best_answer(row, ideal, answer)
         if best is None:
-            return None, reason
+            return [], reason
         if self.options.format is ExportFormat.OCK:
-            return {"text": ock_prompt(messages) + f"<bot>: {best}\n"}, ""
-        return {"messages": [*messages, {"role": "assistant", "content": best}]}, ""
+            return [{"text": ock_prompt(messages) + f"<bot>: {best}\n"}], ""
+        return [{"messages": [*messages, {"role": "assistant", "content": best}]}], ""
+
+    def _kto(
+        self, row: ExportRow, messages: list[dict[str, Any]], ideal: str, answer: str
+    ) -> tuple[list[dict[str, Any]], str]:
+        feedback, turn = row.feedback, row.turn
+        flagged = feedback.flag_factually_incorrect or feedback.flag_not_helpful or feedback.flag_harmful
+        prompt = ock_prompt(messages) + "<bot>:"
+        records = []
+        refused = turn is not None and turn.finish_reason == "content_filter"
+        if answer and not refused and answer != ideal and (feedback.rating in ("up", "down") or flagged):
+            good = feedback.rating == "up" and not flagged
+            records.append({"prompt": prompt, "completion": " " + answer, "label": good})
+        if ideal:
+            records.append({"prompt": prompt, "completion": " " + ideal, "label": True})
+        return records, ("" if records else "no_answer")
 
     def _best_answer(self, row: ExportRow, ideal: str, answer: str) -> tuple[str | None, str]:
         if ideal:

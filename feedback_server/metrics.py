@@ -15,11 +15,21 @@ from feedback_server.queue import FeedbackQueue
 
 logger = logging.getLogger(__name__)
 
-QUEUE_LENGTH = Gauge("openchatkit_feedback_queue_length", "Entries in the feedback stream (not yet trimmed).")
-QUEUE_PENDING = Gauge(
-    "openchatkit_feedback_queue_pending", "Entries delivered to a worker and not yet acknowledged (stored)."
+QUEUE_LENGTH = Gauge(
+    "openchatkit_feedback_queue_length",
+    "Entries in the feedback stream (not yet trimmed).",
+    multiprocess_mode="mostrecent",
 )
-QUEUE_DEAD_LETTERS = Gauge("openchatkit_feedback_queue_dead_letters", "Entries dead-lettered after max deliveries.")
+QUEUE_PENDING = Gauge(
+    "openchatkit_feedback_queue_pending",
+    "Entries delivered to a worker and not yet acknowledged (stored).",
+    multiprocess_mode="mostrecent",
+)
+QUEUE_DEAD_LETTERS = Gauge(
+    "openchatkit_feedback_queue_dead_letters",
+    "Entries dead-lettered after max deliveries.",
+    multiprocess_mode="mostrecent",
+)
 
 
 async def refresh_queue_gauges(queue: FeedbackQueue, group: str, dead_letters: str, interval_s: float) -> None:

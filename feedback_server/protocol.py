@@ -9,7 +9,7 @@ import uuid
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from services.turn_events import EVENT_DATA, EVENT_KIND, TurnEvent, turn_fields  # noqa: F401  (re-exported)
+from services.turn_events import EVENT_DATA, EVENT_KIND, FEEDBACK, TURN, StreamFields, TurnEvent, entry_fields
 
 
 class Rating(enum.StrEnum):
@@ -51,6 +51,7 @@ class FeedbackEvent(BaseModel):
     ideal_response: str | None = None
     comment: str | None = None
     created_at: float = Field(description="Unix time it was accepted.")
+    key_id: str | None = Field(default=None, description="The gateway's id of the API key that posted it.")
 
 
 class InvalidEvent(ValueError):
@@ -58,6 +59,11 @@ class InvalidEvent(ValueError):
 
 
 Event = FeedbackEvent | TurnEvent
+
+
+def feedback_fields(event: FeedbackEvent) -> StreamFields:
+    """A feedback report as the fields of one stream entry (what the enqueue script appends)."""
+    return entry_fields(FEEDBACK, event.id, event)
 
 
 def new_feedback_id() -> str:
@@ -71,9 +77,9 @@ def decode_event(fields: dict[bytes, bytes] | dict[str, str]) -> Event:
     if data is None:
         raise InvalidEvent(f"entry has no '{EVENT_DATA}' field")
     try:
-        if kind == "feedback":
+        if kind == FEEDBACK:
             return FeedbackEvent.model_validate_json(data)
-        if kind == "turn":
+        if kind == TURN:
             return TurnEvent.model_validate_json(data)
     except ValidationError as exc:
         raise InvalidEvent(f"invalid {kind} event: {exc.errors(include_url=False)[:3]}") from None

@@ -19,20 +19,21 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import NoScriptError
 
-from feedback_server.protocol import EVENT_DATA, FeedbackEvent
+from feedback_server.protocol import EVENT_DATA, FeedbackEvent, feedback_fields
 
 # KEYS: stream, status key, [idempotency key]
-# ARGV: feedback id, event JSON, request fingerprint, idempotency ttl, status ttl
+# ARGV: feedback id, request fingerprint, idempotency ttl, status ttl, then the entry's
+# field/value pairs as protocol.feedback_fields encodes them.
 # One script, so a retry racing its original can never queue the event twice.
 ENQUEUE_FEEDBACK = """
 if #KEYS == 3 then
   local seen = redis.call('GET', KEYS[3])
   if seen then return {0, seen} end
 end
-local entry = redis.call('XADD', KEYS[1], '*', 'kind', 'feedback', 'id', ARGV[1], 'data', ARGV[2])
-redis.call('SET', KEYS[2], entry, 'EX', ARGV[5])
+local entry = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 5))
+redis.call('SET', KEYS[2], entry, 'EX', ARGV[4])
 if #KEYS == 3 then
-  redis.call('SET', KEYS[3], ARGV[3] .. ' ' .. ARGV[1], 'EX', ARGV[4])
+  redis.call('SET', KEYS[3], ARGV[2] .. ' ' .. ARGV[1], 'EX', ARGV[3])
 end
 return {1, ARGV[1]}
 """
@@ -138,7 +139,8 @@ class FeedbackQueue:
         keys = [self.stream, self._status_key(event.id)]
         if idempotency_key is not None:
             keys.append(self._idempotency_key(idempotency_key))
-        args = [event.id, event.model_dump_json(), fingerprint, self._idempotency_ttl_s, self._status_ttl_s]
+        entry = [part for pair in feedback_fields(event).items() for part in pair]
+        args = [event.id, fingerprint, self._idempotency_ttl_s, self._status_ttl_s, *entry]
         created, value = await self._enqueue(keys=keys, args=args)
         if created:
             return Enqueued(event.id, True)
@@ -151,9 +153,10 @@ class FeedbackQueue:
         if entry_id is None:
             return None
         entries = await self._redis.xrange(self.stream, min=entry_id, max=entry_id)
-        if not entries:
+        fields = entries[0][1] if entries else None
+        if not fields:
             return None
-        return FeedbackEvent.model_validate_json(entries[0][1][EVENT_DATA.encode()])
+        return FeedbackEvent.model_validate_json(fields[EVENT_DATA.encode()])
 
     async def depth(self, group: str, dead_letters: str) -> dict[str, int]:
         """Entries in the stream, pending in the worker group, and dead-lettered."""

@@ -6,16 +6,28 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
+from feedback_server.config import FeedbackSettings
 from feedback_server.protocol import FeedbackRequest
-from feedback_server.service import check_idempotency_key
+from feedback_server.service import FeedbackService, check_idempotency_key
 from services.errors import PayloadTooLargeError, describe_validation_errors
 
 router = APIRouter()
 
 
+def _service(request: Request) -> FeedbackService:
+    return request.app.state.feedback  # set by app.build_app's lifespan
+
+
+def _settings(request: Request) -> FeedbackSettings:
+    return request.app.state.settings
+
+
+KEY_ID_HEADER = "x-openchatkit-key-id"  # set by the gateway (behind the internal token)
+
+
 async def read_feedback(request: Request) -> FeedbackRequest:
     raw = await request.body()
-    limit = request.app.state.settings.max_request_bytes
+    limit = _settings(request).max_request_bytes
     if len(raw) > limit:
         raise PayloadTooLargeError(f"The request body is {len(raw)} bytes; the limit is {limit}.")
     try:
@@ -26,7 +38,8 @@ async def read_feedback(request: Request) -> FeedbackRequest:
 
 async def create_feedback(request: Request) -> JSONResponse:
     key = check_idempotency_key(request.headers.get("idempotency-key"))
-    body, replayed = await request.app.state.feedback.submit(await read_feedback(request), key)
+    key_id = request.headers.get(KEY_ID_HEADER)
+    body, replayed = await _service(request).submit(await read_feedback(request), key, key_id)
     headers = {"Idempotent-Replayed": "true"} if replayed else None
     return JSONResponse(body, status_code=202, headers=headers)
 
@@ -38,9 +51,9 @@ router.add_route("/v1/feedback", create_feedback, methods=["POST"])
 
 @router.get("/v1/feedback/stats")
 async def feedback_stats(request: Request) -> JSONResponse:
-    return JSONResponse(await request.app.state.feedback.stats())
+    return JSONResponse(await _service(request).stats())
 
 
 @router.get("/v1/feedback/{feedback_id}")
 async def get_feedback(feedback_id: str, request: Request) -> JSONResponse:
-    return JSONResponse(await request.app.state.feedback.get(feedback_id))
+    return JSONResponse(await _service(request).get(feedback_id, request.headers.get(KEY_ID_HEADER)))

@@ -13,7 +13,7 @@ import redis.asyncio as redis
 from feedback_server.protocol import FeedbackEvent, FeedbackRequest, new_feedback_id
 from feedback_server.queue import FeedbackQueue
 from feedback_server.store import FeedbackStore
-from feedback_server.store.store import feedback_json
+from feedback_server.store.turns_and_feedback import feedback_json
 from services.errors import BadRequestError, NotFoundError, OpenAIError, ServiceUnavailableError
 
 logger = logging.getLogger(__name__)
@@ -76,8 +76,17 @@ class FeedbackService:
                 code="empty_feedback",
             )
 
-    async def submit(self, request: FeedbackRequest, idempotency_key: str | None) -> tuple[dict[str, Any], bool]:
-        """The 202 body, and whether this was a replay of an earlier request with the same key."""
+    async def submit(
+        self, request: FeedbackRequest, idempotency_key: str | None, key_id: str | None = None
+    ) -> tuple[dict[str, Any], bool]:
+        """Queue a report on the Redis Stream (the worker stores it later).
+
+        Returns the 202 body ``{"id": "fb-...", "object": "feedback", "status": "queued",
+        "response_id"}`` and whether this was a replay of an earlier request with the same
+        Idempotency-Key (then the original's id). ``key_id``: the API key (id) that posted it;
+        idempotency keys are scoped to it. 400 for empty feedback or text over ``max_text_chars``,
+        422 ``idempotency_key_reused`` for the key with another body, 503 ``queue_unavailable``
+        when Redis is down (nothing was recorded)."""
         self._check_lengths(request)
         flags = list(dict.fromkeys(request.flags))
         event = FeedbackEvent(
@@ -88,7 +97,10 @@ class FeedbackService:
             ideal_response=request.ideal_response,
             comment=request.comment,
             created_at=time.time(),
+            key_id=key_id,
         )
+        if idempotency_key is not None and key_id is not None:
+            idempotency_key = f"{key_id}:{idempotency_key}"
         fingerprint = hashlib.sha256(request.model_dump_json().encode()).hexdigest()[:32] if idempotency_key else ""
         try:
             result = await self.queue.enqueue(event, idempotency_key, fingerprint)
@@ -106,26 +118,33 @@ class FeedbackService:
         body = {"id": result.feedback_id, "object": "feedback", "status": "queued", "response_id": request.response_id}
         return body, not result.created
 
-    async def get(self, feedback_id: str) -> dict[str, Any]:
+    async def get(self, feedback_id: str, key_id: str | None = None) -> dict[str, Any]:
+        """A report by id; with ``key_id``, only if that key posted it (else 404)."""
         store_error: Exception | None = None
         if self.stores.store is not None:
             try:
                 row = await self.stores.store.get_feedback(feedback_id)
                 if row is not None:
+                    if key_id is not None and row.key_id != key_id:
+                        raise _feedback_not_found(feedback_id)
                     return feedback_json(row)
+            except NotFoundError:
+                raise
             except Exception as exc:  # look in the queue instead
                 store_error = exc
         try:
             queued = await self.queue.find(feedback_id)
         except redis.RedisError as exc:
             raise ServiceUnavailableError("The feedback queue is unavailable.", code="queue_unavailable") from exc
-        if queued is not None:
+        if queued is not None and (key_id is None or queued.key_id == key_id):
             return {**queued_json(queued), "status": "queued"}
-        if store_error is not None or self.stores.store is None:
+        if queued is None and (store_error is not None or self.stores.store is None):
             raise ServiceUnavailableError("The feedback store is unavailable.", code="store_unavailable")
-        raise NotFoundError(f"No feedback with id '{feedback_id}'.", param="id", code="feedback_not_found")
+        raise _feedback_not_found(feedback_id)
 
     async def stats(self) -> dict[str, Any]:
+        """``{"object": "feedback.stats", "stored": {table counts}, "queue": {"stream_length",
+        "pending", "dead_letters"}}``; 503 ``store_unavailable``/``queue_unavailable``."""
         store = self.stores.require()
         try:
             stored = await store.counts()
@@ -136,6 +155,10 @@ class FeedbackService:
         except redis.RedisError as exc:
             raise ServiceUnavailableError("The feedback queue is unavailable.", code="queue_unavailable") from exc
         return {"object": "feedback.stats", "stored": stored, "queue": queue}
+
+
+def _feedback_not_found(feedback_id: str) -> NotFoundError:
+    return NotFoundError(f"No feedback with id '{feedback_id[:128]}'.", param="id", code="feedback_not_found")
 
 
 def queued_json(event: FeedbackEvent) -> dict[str, Any]:

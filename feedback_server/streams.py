@@ -7,8 +7,11 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import redis.asyncio as redis
+
+from services.turn_events import StreamFields
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +75,9 @@ class ConsumerGroup:
                 raise
 
     async def read_new(self, count: int, block_ms: int) -> list[Entry]:
-        reply = await self.redis.xreadgroup(self.group, self.consumer, {self.stream: ">"}, count=count, block=block_ms)
+        reply: Any = await self.redis.xreadgroup(
+            self.group, self.consumer, {self.stream: ">"}, count=count, block=block_ms
+        )
         return _entries(reply[0][1]) if reply else []
 
     async def claim_stuck(self, min_idle_ms: int, count: int) -> list[Entry]:
@@ -96,7 +101,7 @@ class ConsumerGroup:
         """Reset the idle time of entries we are still working on, so nobody reclaims them
         (JUSTID leaves the delivery count alone)."""
         if ids:
-            await self.redis.xclaim(self.stream, self.group, self.consumer, 0, ids, justid=True)
+            await self.redis.xclaim(self.stream, self.group, self.consumer, 0, [*ids], justid=True)
 
     async def ack(self, ids: list[str]) -> None:
         if ids:
@@ -104,7 +109,7 @@ class ConsumerGroup:
 
     async def dead_letter(self, entry: Entry, error: str) -> None:
         """Copy the entry with its error to the dead-letter stream and ack it, atomically."""
-        fields: dict[bytes | str, bytes | str | int | float] = dict(entry.fields or {})
+        fields: StreamFields = {key: value for key, value in (entry.fields or {}).items()}
         fields.update(
             {
                 "source_stream": self.stream,

@@ -11,14 +11,14 @@ Run as many workers as you like; they share the consumer group.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import signal
 import socket
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
 
 import redis.asyncio as redis
 
@@ -26,14 +26,14 @@ from feedback_server.config import FeedbackSettings
 from feedback_server.protocol import Event, InvalidEvent, decode_event
 from feedback_server.queue import connect
 from feedback_server.store import FeedbackStore
-from feedback_server.store.store import is_unavailable
+from feedback_server.store.turns_and_feedback import is_unavailable
 from feedback_server.streams import ConsumerGroup, Entry
+from services.retry import RetryStopped, retry_with_backoff
 
 logger = logging.getLogger(__name__)
 
 
-class StopRequested(Exception):
-    pass
+StopRequested = RetryStopped  # stopping while a dependency is down: pending entries stay for another worker
 
 
 def default_consumer_name() -> str:
@@ -48,41 +48,41 @@ class FeedbackWorker:
         self.stop = asyncio.Event()
         self.stored = 0
         self.dead_lettered = 0
+        self._next_claim = self._next_trim = 0.0
 
     async def run(self) -> None:
         await self._until_redis_answers(self.group.ensure)
         now = time.monotonic()
-        next_claim, next_trim = now, now + self.settings.trim_interval_s
-        delay = 0.1
+        self._next_claim, self._next_trim = now, now + self.settings.trim_interval_s
         while not self.stop.is_set():
             try:
-                if time.monotonic() >= next_claim:
-                    stuck = await self.group.claim_stuck(self.settings.claim_idle_ms, self.settings.batch_size)
-                    if stuck:
-                        await self.handle(stuck)
-                        continue  # there may be more
-                    next_claim = time.monotonic() + self.settings.claim_interval_s
-                entries = await self.group.read_new(self.settings.batch_size, self.settings.block_ms)
-                if entries:
-                    await self.handle(entries)
-                if time.monotonic() >= next_trim:
-                    trimmed = await self.group.trim_acknowledged()
-                    if trimmed:
-                        logger.debug("trimmed acknowledged entries", extra={"trimmed": trimmed})
-                    next_trim = time.monotonic() + self.settings.trim_interval_s
-                delay = 0.1
+                await self._until_redis_answers(self.step)
             except StopRequested:
                 break
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
-                logger.warning("redis unavailable, retrying in %.1fs: %s", delay, exc)
-                await self._sleep(delay)
-                delay = min(delay * 2, self.settings.retry_max_s)
             except redis.ResponseError as exc:
                 if "NOGROUP" in str(exc):  # the stream was deleted (or Redis lost it): start again
                     logger.warning("consumer group missing; creating it again")
                     await self._until_redis_answers(self.group.ensure)
                     continue
                 raise
+
+    async def step(self) -> None:
+        """One turn of the loop: reclaim stuck entries when it is time, read and store new
+        ones, trim acknowledged ones when it is time."""
+        if time.monotonic() >= self._next_claim:
+            stuck = await self.group.claim_stuck(self.settings.claim_idle_ms, self.settings.batch_size)
+            if stuck:
+                await self.handle(stuck)
+                return  # there may be more
+            self._next_claim = time.monotonic() + self.settings.claim_interval_s
+        entries = await self.group.read_new(self.settings.batch_size, self.settings.block_ms)
+        if entries:
+            await self.handle(entries)
+        if time.monotonic() >= self._next_trim:
+            trimmed = await self.group.trim_acknowledged()
+            if trimmed:
+                logger.debug("trimmed acknowledged entries", extra={"trimmed": trimmed})
+            self._next_trim = time.monotonic() + self.settings.trim_interval_s
 
     async def handle(self, entries: Sequence[Entry]) -> None:
         """Store what decodes, ack what is stored, dead-letter what keeps failing."""
@@ -130,62 +130,60 @@ class FeedbackWorker:
 
     async def _write(self, events: list[Event], ids: list[str]) -> None:
         """Write until the store takes it; give up only on bad data (or when stopping)."""
-        delay = 0.1
-        attempt = 0
-        while True:
-            try:
-                await self.store.write_batch(events)
-                if attempt:
-                    logger.info("store is back; batch written", extra={"entries": len(ids), "attempts": attempt + 1})
-                return
-            except Exception as exc:
-                if not is_unavailable(exc):
-                    raise
-                attempt += 1
-                logger.warning(
-                    "store unavailable, retrying in %.1fs (attempt %d): %s", delay, attempt, str(exc).splitlines()[0]
-                )
-            if self.stop.is_set():
-                raise StopRequested  # entries stay pending; another worker will reclaim them
+
+        async def write() -> None:
+            await self.store.write_batch(events)
+
+        async def keep_claimed() -> None:  # entries stay ours while we wait for the store
             try:
                 await self.group.keep_claimed(ids)
             except redis.RedisError as exc:
                 logger.warning("could not refresh the claim on pending entries: %s", exc)
-            await self._sleep(delay)
-            delay = min(delay * 2, self.settings.retry_max_s)
 
-    async def _until_redis_answers(self, action: object) -> None:
-        delay = 0.1
-        while True:
-            try:
-                await action()  # type: ignore[operator]
-                return
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
-                if self.stop.is_set():
-                    raise StopRequested from exc
-                logger.warning("redis unavailable, retrying in %.1fs: %s", delay, exc)
-                await self._sleep(delay)
-                delay = min(delay * 2, self.settings.retry_max_s)
+        await _retry(self.settings, self.stop, "store unavailable", is_unavailable, write, keep_claimed)
 
-    async def _sleep(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.stop.wait(), timeout=seconds)
+    async def _until_redis_answers(self, action: Callable[[], Awaitable[None]]) -> None:
+        await _retry(self.settings, self.stop, "redis unavailable", redis_unavailable, action)
+
+
+def redis_unavailable(exc: BaseException) -> bool:
+    return isinstance(exc, (redis.ConnectionError, redis.TimeoutError))
+
+
+T = TypeVar("T")
+
+
+async def _retry(
+    settings: FeedbackSettings,
+    stop: asyncio.Event,
+    what: str,
+    retry_if: Callable[[BaseException], bool],
+    action: Callable[[], Awaitable[T]],
+    between_attempts: Callable[[], Awaitable[None]] | None = None,
+) -> T:
+    """The worker's backoff: from 0.1 s, doubling up to ``retry_max_s``; StopRequested once stopping."""
+    return await retry_with_backoff(
+        action,
+        retry_if=retry_if,
+        what=what,
+        first_delay_s=0.1,
+        max_delay_s=settings.retry_max_s,
+        stop=stop,
+        between_attempts=between_attempts,
+        log=logger,
+    )
 
 
 async def open_store(settings: FeedbackSettings, stop: asyncio.Event) -> FeedbackStore | None:
-    """Open (and migrate) the store, waiting for it while it is unavailable."""
-    delay = 0.1
-    while not stop.is_set():
-        try:
-            return await FeedbackStore.open(settings.database_url, migrate=settings.migrate_on_start)
-        except Exception as exc:
-            if not is_unavailable(exc):
-                raise
-            logger.warning("store unavailable at start, retrying in %.1fs: %s", delay, str(exc).splitlines()[0])
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=delay)
-        delay = min(delay * 2, settings.retry_max_s)
-    return None
+    """Open (and migrate) the store, waiting for it while it is unavailable; None when stopped first."""
+
+    async def open_once() -> FeedbackStore:
+        return await FeedbackStore.open(settings.database_url, migrate=settings.migrate_on_start)
+
+    try:
+        return await _retry(settings, stop, "store unavailable at start", is_unavailable, open_once)
+    except StopRequested:
+        return None
 
 
 async def run_worker(settings: FeedbackSettings) -> None:

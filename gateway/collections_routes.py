@@ -11,9 +11,8 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
 
-from services.errors import PermissionDeniedError, from_upstream_body
-from services.http import map_httpx_errors
-from services.logging import request_id_var
+from gateway.clients import relay
+from services.errors import PermissionDeniedError
 
 router = APIRouter()
 
@@ -22,17 +21,7 @@ COLLECTION_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 
 async def _proxy(request: Request, method: str, path: str) -> Response:
     settings = request.app.state.settings.retrieval
-    headers = {}
-    request_id = request_id_var.get()
-    if request_id:
-        headers["x-request-id"] = request_id
-    with map_httpx_errors("the retrieval service"):
-        answer = await request.app.state.http.request(
-            method, settings.url.rstrip("/") + path, headers=headers, timeout=settings.manage_timeout_s
-        )
-    if answer.headers.get("content-type", "").startswith("application/json") and answer.status_code < 500:
-        return Response(answer.content, status_code=answer.status_code, media_type="application/json")
-    raise from_upstream_body(answer.status_code if answer.status_code >= 400 else 502, answer.content)
+    return await relay(request, method, settings.url.rstrip("/") + path, timeout_s=settings.manage_timeout_s)
 
 
 @router.get("/v1/collections")

@@ -20,9 +20,8 @@ from urllib.parse import quote
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from services.errors import PayloadTooLargeError, from_upstream_body
-from services.http import map_httpx_errors
-from services.logging import request_id_var
+from gateway.clients import relay
+from services.errors import PayloadTooLargeError
 
 router = APIRouter()
 
@@ -43,11 +42,6 @@ async def _limited(request: Request, limit: int) -> AsyncIterator[bytes]:
 
 async def _proxy(request: Request, method: str, path: str, streamed: bool = False) -> Response:
     settings = request.app.state.settings
-    headers = {name: request.headers[name] for name in FORWARDED_REQUEST_HEADERS if name in request.headers}
-    request_id = request_id_var.get()
-    if request_id:
-        headers["x-request-id"] = request_id
-    params = {k: v for k, v in request.query_params.items() if k in QUERY_PARAMS}
     content = None
     if streamed:
         limit = settings.max_upload_bytes
@@ -57,14 +51,15 @@ async def _proxy(request: Request, method: str, path: str, streamed: bool = Fals
                 f"The upload is {declared} bytes; the limit is {limit}.", param="file", code="upload_too_large"
             )
         content = _limited(request, limit)
-    url = settings.retrieval.url.rstrip("/") + path
-    with map_httpx_errors("the retrieval service"):
-        answer = await request.app.state.http.request(
-            method, url, params=params, content=content, headers=headers, timeout=settings.request_timeout_s
-        )
-    if answer.headers.get("content-type", "").startswith("application/json"):
-        return Response(answer.content, status_code=answer.status_code, media_type="application/json")
-    raise from_upstream_body(answer.status_code if answer.status_code >= 400 else 502, answer.content)
+    return await relay(
+        request,
+        method,
+        settings.retrieval.url.rstrip("/") + path,
+        content=content,
+        forward_headers=FORWARDED_REQUEST_HEADERS,
+        params=QUERY_PARAMS,
+        timeout_s=settings.request_timeout_s,
+    )
 
 
 @router.post("/v1/documents")
@@ -80,3 +75,9 @@ async def list_documents(request: Request) -> Response:
 @router.delete("/v1/documents/{document_id}")
 async def delete_document(document_id: str, request: Request) -> Response:
     return await _proxy(request, "DELETE", f"/v1/documents/{quote(document_id, safe='')}")
+
+
+@router.post("/v1/search")
+async def search(request: Request) -> Response:
+    """``POST /v1/search`` (``query``, ``top_k``, ``filter``) behind the key check too."""
+    return await _proxy(request, "POST", "/v1/search", streamed=True)

@@ -1,36 +1,64 @@
 """``/v1/feedback`` on the gateway: proxied to the feedback service, with the caller's
-Idempotency-Key and request id forwarded and its answer relayed as it came."""
+Idempotency-Key and request id forwarded and its answer relayed as it came.
+
+Feedback belongs to the key that got the answer: the gateway recorded ``response id ->
+key id`` in Redis when the answer went out (see gateway/limits/limiter.py), so feedback
+on an unknown response, or on another key's, is a 404 (the same answer for both: ids
+are not confirmed to strangers). The key id (never the key) goes to the feedback
+service in ``X-OpenChatKit-Key-Id``; it stores it and shows a report only to its poster.
+"""
 
 from __future__ import annotations
 
+import json
 from urllib.parse import quote
 
+import redis.asyncio as redis
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from services.errors import PayloadTooLargeError, from_upstream_body
-from services.http import map_httpx_errors
-from services.logging import request_id_var
+from gateway.admission import principal_of
+from gateway.clients import relay
+from services.errors import NotFoundError, PayloadTooLargeError, ServiceUnavailableError
 
 router = APIRouter()
 
 FORWARDED_REQUEST_HEADERS = ("content-type", "idempotency-key")
 RELAYED_RESPONSE_HEADERS = ("idempotent-replayed",)
+KEY_ID_HEADER = "x-openchatkit-key-id"
+
+
+async def _check_owner(request: Request, body: bytes) -> None:
+    try:
+        response_id = json.loads(body).get("response_id")
+    except (ValueError, AttributeError):
+        return  # not a JSON object: the feedback service answers 400
+    if not isinstance(response_id, str):
+        return
+    try:
+        owned = await request.app.state.limiter.owns(principal_of(request).key_id, response_id)
+    except (redis.RedisError, OSError) as exc:
+        raise ServiceUnavailableError(
+            "Feedback cannot be checked right now; try again shortly.", code="owner_lookup_unavailable"
+        ) from exc
+    if not owned:
+        raise NotFoundError(
+            f"No answer with id '{response_id[:128]}' was given to this API key.",
+            param="response_id",
+            code="response_not_found",
+        )
 
 
 async def _proxy(request: Request, method: str, path: str, body: bytes | None = None) -> Response:
-    settings = request.app.state.settings
-    headers = {name: request.headers[name] for name in FORWARDED_REQUEST_HEADERS if name in request.headers}
-    request_id = request_id_var.get()
-    if request_id:
-        headers["x-request-id"] = request_id
-    url = settings.feedback.service_url.rstrip("/") + path
-    with map_httpx_errors("the feedback service"):
-        answer = await request.app.state.http.request(method, url, content=body, headers=headers)
-    if answer.headers.get("content-type", "").startswith("application/json"):
-        relayed = {name: answer.headers[name] for name in RELAYED_RESPONSE_HEADERS if name in answer.headers}
-        return Response(answer.content, status_code=answer.status_code, media_type="application/json", headers=relayed)
-    raise from_upstream_body(answer.status_code if answer.status_code >= 400 else 502, answer.content)
+    return await relay(
+        request,
+        method,
+        request.app.state.settings.feedback.service_url.rstrip("/") + path,
+        content=body,
+        forward_headers=FORWARDED_REQUEST_HEADERS,
+        headers={KEY_ID_HEADER: principal_of(request).key_id},
+        relay_headers=RELAYED_RESPONSE_HEADERS,
+    )
 
 
 @router.post("/v1/feedback")
@@ -39,6 +67,7 @@ async def create_feedback(request: Request) -> Response:
     limit = request.app.state.settings.max_request_bytes
     if len(body) > limit:
         raise PayloadTooLargeError(f"The request body is {len(body)} bytes; the limit is {limit}.")
+    await _check_owner(request, body)
     return await _proxy(request, "POST", "/v1/feedback", body)
 
 

@@ -4,7 +4,9 @@ retrieval service and gives it to the model as numbered, delimited sources to ci
 Retrieved text is data. It goes into its own system message between per-turn markers,
 with anything that looks like a marker or a chat-template control token neutralised, so
 a document cannot close its source block or open a new turn. Moderation has already run
-on the user's own text before this hook. When the retrieval service is down the answer
+on the user's own text before this hook; retrieved text is screened by its own label
+(stored with the chunk at ingest, see gateway.moderation.CitationScreen) before it is
+used. When the retrieval service is down the answer
 comes without context, flagged ``"retrieval": {"status": "unavailable"}`` and counted in
 ``openchatkit_gateway_retrieval_requests_total{outcome="unavailable"}``.
 """
@@ -15,14 +17,16 @@ import logging
 import re
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
 from prometheus_client import Counter, Histogram
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from gateway.config import RetrievalPolicySettings
 from gateway.pipeline import ChatHook, ChatTurn
-from services.errors import BadRequestError, describe_validation_errors, from_upstream_body
+from services.errors import BadRequestError, OpenAIError, describe_validation_errors, from_upstream_body
 
 logger = logging.getLogger(__name__)
 
@@ -36,29 +40,6 @@ RETRIEVAL_SECONDS = Histogram(
 )
 
 SOURCE_NAME = r"^[A-Za-z0-9_.-]{1,64}$"
-
-
-class RetrievalDefaults(BaseModel):
-    """What a request gets when it does not say (per model, or for every model)."""
-
-    enabled: bool = False
-    top_k: int = Field(default=4, ge=1, le=50)
-    sources: list[str] | None = Field(default=None, description="None: the retrieval service's default sources.")
-    widen: bool = False
-
-
-class RetrievalSettings(BaseModel):
-    """``GATEWAY_RETRIEVAL__*`` (or ``GATEWAY_RETRIEVAL`` as JSON)."""
-
-    url: str = Field(default="http://127.0.0.1:8003", description="The retrieval service.")
-    timeout_s: float = Field(default=5.0, gt=0)
-    defaults: RetrievalDefaults = Field(default_factory=RetrievalDefaults)
-    models: dict[str, RetrievalDefaults] = Field(default_factory=dict, description="Per-model defaults by model id.")
-    max_top_k: int = Field(default=20, ge=1)
-    max_source_chars: int = Field(default=1200, ge=100, description="Text of one source given to the model.")
-    max_context_chars: int = Field(default=4000, ge=200, description="Text of all sources together.")
-    manage_collections: bool = Field(default=True, description="DELETE /v1/collections through the gateway.")
-    manage_timeout_s: float = Field(default=60.0, gt=0, description="Listing and deleting collections.")
 
 
 class RetrievalOptions(BaseModel):
@@ -134,7 +115,7 @@ def _clip(text: str, limit: int) -> str:
 
 
 def build_context(
-    hits: list[dict[str, Any]], settings: RetrievalSettings, nonce: str
+    hits: list[dict[str, Any]], settings: RetrievalPolicySettings, nonce: str
 ) -> tuple[str, list[dict[str, Any]]]:
     """The system message with numbered sources, and the citations (same numbering) that made it in."""
     blocks: list[str] = []
@@ -150,7 +131,10 @@ def build_context(
         title, source = _one_line(str(hit.get("title") or "")), _one_line(str(hit.get("source") or ""))
         header = f"Title: {title}\nFrom: {source}" if source and source != title else f"Title: {title or source}"
         blocks.append(f"<<<BEGIN SOURCE [{number}] {nonce}>>>\n{header}\n\n{body}\n<<<END SOURCE [{number}] {nonce}>>>")
-        cited.append({k: hit.get(k) for k in ("id", "title", "source", "text", "score")})
+        citation = {k: hit.get(k) for k in ("id", "title", "source", "text", "score")}
+        if hit.get("moderation"):  # the chunk's label (gateway.moderation.CitationScreen)
+            citation["moderation"] = hit["moderation"]
+        cited.append(citation)
         used += len(body)
     return INSTRUCTION + "\n\n" + "\n\n".join(blocks), cited
 
@@ -171,10 +155,17 @@ class RetrievalUnavailable(RuntimeError):
     pass
 
 
+Screen = Callable[[ChatTurn, list[dict[str, Any]]], Awaitable[tuple[list[dict[str, Any]], int]]]
+
+
 class RetrievalHook(ChatHook):
-    def __init__(self, settings: RetrievalSettings, http: httpx.AsyncClient) -> None:
+    def __init__(
+        self, settings: RetrievalPolicySettings, http: httpx.AsyncClient, screen: Screen | None = None
+    ) -> None:
+        """``screen``: moderation of retrieved text (gateway.moderation.CitationScreen), when on."""
         self.settings = settings
         self.http = http
+        self.screen = screen
 
     def resolve(self, model: str, options: RetrievalOptions | None) -> dict[str, Any] | None:
         """The search request for this turn, or None when retrieval is off."""
@@ -222,6 +213,9 @@ class RetrievalHook(ChatHook):
         finally:
             RETRIEVAL_SECONDS.observe(time.perf_counter() - started)
         hits = [h for h in answer.get("data") or [] if isinstance(h, dict)]
+        withheld = 0
+        if self.screen is not None and hits:
+            hits, withheld = await self.screen(turn, hits)
         statuses = answer.get("sources") or {}
         degraded = any(isinstance(s, dict) and s.get("status") != "ok" for s in statuses.values())
         status = "partial" if degraded else "ok"
@@ -235,13 +229,15 @@ class RetrievalHook(ChatHook):
             "hits": len(turn.extensions["citations"]),
             "sources": statuses,
         }
+        if withheld:
+            turn.extensions["retrieval"]["withheld"] = withheld  # flagged by moderation: not shown, not used
 
     async def _search(self, body: dict[str, Any]) -> dict[str, Any]:
         url = self.settings.url.rstrip("/") + "/v1/search"
         try:
             response = await self.http.post(url, json=body, timeout=self.settings.timeout_s)
-        except httpx.HTTPError as exc:
-            raise RetrievalUnavailable(f"{type(exc).__name__}: {exc}") from exc
+        except OpenAIError as exc:  # transport failures, mapped by the shared client (services/http.py)
+            raise RetrievalUnavailable(exc.message) from exc
         if response.status_code >= 500 or response.status_code in (404, 408, 429):
             raise RetrievalUnavailable(f"the retrieval service answered {response.status_code}")
         if response.status_code >= 400:  # the caller's options were refused (unknown source, bad filter)

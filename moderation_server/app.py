@@ -35,6 +35,7 @@ def build_app(settings: ModerationSettings | None = None) -> FastAPI:
         backend = await build_backend(settings, http)
         app.state.settings = settings
         app.state.moderation = ModerationService(backend, settings)
+        await asyncio.to_thread(app.state.moderation.languages.load)
         logger.info("moderation backend ready", extra={"backend": settings.backend, "model": backend.model})
         try:
             yield
@@ -46,7 +47,12 @@ def build_app(settings: ModerationSettings | None = None) -> FastAPI:
         service: ModerationService | None = getattr(app.state, "moderation", None)
         return service is not None and await service.backend.ready()
 
-    app = create_service_app("moderation", lifespan=lifespan, readiness_checks={"backend": backend_ready})
+    app = create_service_app(
+        "moderation",
+        lifespan=lifespan,
+        readiness_checks={"backend": backend_ready},
+        internal_token=settings.internal_token,
+    )
     app.include_router(router)
     return app
 

@@ -19,10 +19,10 @@ import numpy as np
 from moderation_server.batching import MicroBatcher, QueueFull
 from moderation_server.clients import CompletionsClient
 from moderation_server.config import ModerationSettings
-from moderation_server.labels import LABELS
 from moderation_server.model import TextClassifier
 from moderation_server.prompt import build_prompt, label_continuation
 from services.errors import ServiceUnavailableError, UpstreamError
+from services.moderation_labels import LABELS
 
 logger = logging.getLogger(__name__)
 
@@ -151,7 +151,7 @@ def label_scores(per_label: list[tuple[list[str], list[float | None]]]) -> Score
         raise UpstreamError("The moderation model returned unusable log-probabilities.")
     probabilities = np.exp(totals - totals.max())
     probabilities /= probabilities.sum()
-    scores = {label: float(p) for label, p in zip(LABELS, probabilities, strict=True)}
+    scores: dict[str, float] = {label: float(p) for label, p in zip(LABELS, probabilities, strict=True)}
     return Scored(LABELS[int(np.argmax(probabilities))], scores)
 
 

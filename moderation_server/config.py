@@ -6,8 +6,8 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from moderation_server.labels import LABELS, Label
-from services.settings import ServiceSettings
+from services.moderation_labels import LABELS, Label
+from services.settings import ServiceSettings, under_data_dir
 
 
 class ModerationSettings(ServiceSettings):
@@ -19,9 +19,9 @@ class ModerationSettings(ServiceSettings):
     backend: Literal["classifier", "llm"] = Field(
         default="classifier", description="classifier: the CPU model; llm: GPT-JT-Moderation-6B on a vLLM server."
     )
-    artifact_dir: Path | None = Field(
-        default=None,
-        description="The trained classifier (default: <data_dir>/moderation, from `openchatkit finetune moderation`).",
+    artifact_dir: Path = Field(
+        default_factory=under_data_dir("moderation"),
+        description="The trained classifier (from `openchatkit finetune moderation`).",
     )
     train_if_missing: bool = Field(
         default=True, description="Train the classifier at start-up when no current artifact exists."
@@ -51,6 +51,22 @@ class ModerationSettings(ServiceSettings):
         default=None, ge=1, description="CPU threads for the classifier (default: torch's)."
     )
 
+    # Language policy (both backends): text the model cannot judge is flagged, not guessed.
+    supported_languages: list[str] = Field(
+        default_factory=lambda: ["en"],
+        description="ISO 639-1 codes the model can judge (py3langid); the CPU classifier and GPT-JT are English.",
+    )
+    language_min_confidence: float = Field(
+        default=0.7, ge=0, le=1, description="Below this, a Latin-script text counts as judgeable."
+    )
+    language_min_letters: int = Field(default=12, ge=1, description="Shorter texts are not language-checked.")
+    flag_unsupported_languages: bool = Field(
+        default=True, description="Set `flagged` on text in a language the model cannot judge."
+    )
+    decode_obfuscation: bool = Field(
+        default=True, description="Also classify what ROT13 and base64 text decodes to; the worst verdict counts."
+    )
+
     # backend "llm": GPT-JT-Moderation-6B (profile gpt-jt-moderation-6b) behind vLLM's OpenAI server.
     llm_url: str = Field(default="http://127.0.0.1:8005/v1", description="Base URL of the vLLM OpenAI API.")
     llm_model: str = Field(default="gpt-jt-moderation-6b", description="The served model name.")
@@ -60,7 +76,8 @@ class ModerationSettings(ServiceSettings):
     llm_max_input_chars: int = Field(default=4000, ge=1, description="Longer texts are cut to fit the model's window.")
 
     def classifier_dir(self) -> Path:
-        return self.artifact_dir or self.data_dir / "moderation"
+        """The trained classifier's directory (``artifact_dir``)."""
+        return self.artifact_dir
 
     def model_name(self) -> str:
         return self.llm_model if self.backend == "llm" else "openchatkit-moderation-minilm"

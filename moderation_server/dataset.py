@@ -1,7 +1,13 @@
 """Labelled moderation texts: the JSONL files in ``moderation_server/data/`` and eval files.
 
-One ``{"text": str, "label": one of the five labels}`` object per line; blank lines are
-skipped; anything else is a :class:`DatasetError` naming the file and line.
+One ``{"text": str, "label": one of the five labels}`` object per line (an optional
+``"kind"`` string groups examples in reports); blank lines are skipped; anything else is a
+:class:`DatasetError` naming the file and line.
+
+Splits: ``train``, ``dev`` (picks the decision rule), ``test`` (held out), and the
+out-of-distribution benign sets ``ood-dev`` (tuning) and ``ood-test`` (held out): code,
+shell, numbers, tables, logs, tokens, long prose, recipes, medical and legal questions,
+everyday troubles, grief and venting, non-English text.
 """
 
 from __future__ import annotations
@@ -10,10 +16,11 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from moderation_server.labels import LABELS
+from services.moderation_labels import LABELS
 
 DATA_DIR = Path(__file__).parent / "data"
 SPLITS = ("train", "dev", "test")
+OOD_SPLITS = ("ood-dev", "ood-test")
 
 
 class DatasetError(ValueError):
@@ -24,11 +31,12 @@ class DatasetError(ValueError):
 class LabelledText:
     text: str
     label: str
+    kind: str | None = None
 
 
 def split_path(split: str) -> Path:
-    if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; known: {', '.join(SPLITS)}")
+    if split not in SPLITS + OOD_SPLITS:
+        raise ValueError(f"unknown split {split!r}; known: {', '.join(SPLITS + OOD_SPLITS)}")
     return DATA_DIR / f"{split}.jsonl"
 
 
@@ -62,4 +70,7 @@ def parse_line(line: str, path: Path | str, number: int) -> LabelledText:
         raise DatasetError(f"{where}: 'text' must be a non-empty string")
     if label not in LABELS:
         raise DatasetError(f"{where}: 'label' must be one of {', '.join(repr(x) for x in LABELS)}; got {label!r}")
-    return LabelledText(text=text, label=label)
+    kind = item.get("kind")
+    if kind is not None and not isinstance(kind, str):
+        raise DatasetError(f"{where}: 'kind' must be a string")
+    return LabelledText(text=text, label=label, kind=kind)

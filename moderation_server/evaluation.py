@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from moderation_server.labels import LABELS
+from services.moderation_labels import LABELS
 
 
 @dataclass
@@ -42,7 +42,7 @@ class EvaluationReport:
 def evaluate(gold: list[str], predicted: list[str]) -> EvaluationReport:
     if len(gold) != len(predicted):
         raise ValueError("gold and predicted labels differ in length")
-    index = {label: i for i, label in enumerate(LABELS)}
+    index: dict[str, int] = {label: i for i, label in enumerate(LABELS)}
     confusion = [[0] * len(LABELS) for _ in LABELS]
     for g, p in zip(gold, predicted, strict=True):
         confusion[index[g]][index[p]] += 1
@@ -70,3 +70,46 @@ def evaluate(gold: list[str], predicted: list[str]) -> EvaluationReport:
 
 def _ratio(numerator: float, denominator: float) -> float:
     return float(numerator) / denominator if denominator else 0.0
+
+
+@dataclass
+class BenignReport:
+    """How often benign text is wrongly escalated (the out-of-distribution benign sets).
+
+    ``casual_false_flag_rate``: gold ``casual`` predicted anything else; ``cautioned_rate``:
+    any example predicted ``probably needs caution`` or worse above its gold label (the
+    gateway's default policy would add a safety prompt or refuse); ``refused_rate``: predicted
+    ``needs intervention`` (refused by default). ``by_kind``: false flags per kind of text."""
+
+    casual_false_flag_rate: float
+    cautioned_rate: float
+    refused_rate: float
+    examples: int
+    casual_examples: int
+    by_kind: dict[str, dict[str, int]]
+    unsupported_language: int = 0
+    """Texts the language policy marks unjudgeable (filled in by the caller that applies it)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(vars(self))
+
+
+def evaluate_benign(gold: list[str], predicted: list[str], kinds: list[str | None]) -> BenignReport:
+    rank: dict[str, int] = {label: i for i, label in enumerate(LABELS)}
+    cautious = rank["probably needs caution"]
+    casual = [p for g, p in zip(gold, predicted, strict=True) if g == LABELS[0]]
+    by_kind: dict[str, dict[str, int]] = {}
+    for g, p, kind in zip(gold, predicted, kinds, strict=True):
+        entry = by_kind.setdefault(kind or "other", {"examples": 0, "flagged": 0})
+        entry["examples"] += 1
+        entry["flagged"] += int(rank[p] > rank[g])
+    return BenignReport(
+        casual_false_flag_rate=_ratio(sum(p != LABELS[0] for p in casual), len(casual)),
+        cautioned_rate=_ratio(
+            sum(rank[p] > rank[g] and rank[p] >= cautious for g, p in zip(gold, predicted, strict=True)), len(gold)
+        ),
+        refused_rate=_ratio(sum(p == LABELS[-1] for p in predicted), len(predicted)),
+        examples=len(gold),
+        casual_examples=len(casual),
+        by_kind=by_kind,
+    )

@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from moderation_server.labels import LABELS, SEVERITY
+from services.moderation_labels import LABELS, SEVERITY
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 BASE_MODEL = "all-MiniLM-L6-v2"
 HEAD_FILE = "head.safetensors"
@@ -31,30 +35,77 @@ def bundled_model_dir() -> Path:
 
 @dataclass(frozen=True)
 class DecisionRule:
-    """argmax, except that ``needs intervention`` wins once its probability reaches
-    ``intervention_threshold``, unless the text is at least ``casual_veto`` likely casual.
-    Both are tuned on the dev split (recall of ``needs intervention`` against casual false flags)."""
+    """From (calibrated) label probabilities to one label, leaning to caution when unsure:
+
+    - ``needs intervention`` (the gateway refuses) once its probability reaches
+      ``intervention_threshold``, unless another label is at least ``confident_veto``
+      likely (a text the model is sure is casual, venting or grief is not refused because
+      of a sliver of probability);
+    - below that, a ``needs intervention`` probability of at least ``caution_threshold``
+      (same veto), or an argmax of ``needs intervention`` that missed the threshold, gives
+      at least ``needs caution`` (the gateway answers with a safety prompt);
+    - otherwise the most likely label.
+
+    All three are tuned on the dev split plus the out-of-distribution benign dev set
+    (training.choose_rule); 1.01 turns the veto or the caution zone off.
+    """
 
     intervention_threshold: float = 0.5
-    casual_veto: float = 1.01  # above 1: no veto
+    confident_veto: float = 1.01  # above 1: no veto
+    caution_threshold: float = 1.01  # above 1: no caution zone
 
     def label(self, scores: np.ndarray) -> str:
-        if scores[-1] >= self.intervention_threshold and scores[0] < self.casual_veto:
+        p_intervention = scores[-1]
+        best = int(np.argmax(scores[:-1]))  # the most likely label short of intervention
+        vetoed = scores[best] >= self.confident_veto
+        if p_intervention >= self.intervention_threshold and not vetoed:
             return LABELS[-1]
-        return LABELS[int(np.argmax(scores))]
+        unsure = int(np.argmax(scores)) == len(LABELS) - 1 or (p_intervention >= self.caution_threshold and not vetoed)
+        if unsure:
+            return LABELS[max(best, SEVERITY["needs caution"])]
+        return LABELS[best]
 
     def to_dict(self) -> dict[str, float]:
-        return {"intervention_threshold": self.intervention_threshold, "casual_veto": self.casual_veto}
+        return {
+            "intervention_threshold": self.intervention_threshold,
+            "confident_veto": self.confident_veto,
+            "caution_threshold": self.caution_threshold,
+        }
 
     @classmethod
     def from_dict(cls, config: dict[str, Any]) -> DecisionRule:
-        return cls(float(config["intervention_threshold"]), float(config.get("casual_veto", 1.01)))
+        return cls(
+            float(config["intervention_threshold"]),
+            float(config.get("confident_veto", config.get("casual_veto", 1.01))),
+            float(config.get("caution_threshold", 1.01)),
+        )
+
+
+def calibrate(probabilities: np.ndarray, temperature: float) -> np.ndarray:
+    """Temperature scaling: softmax(logits / T) from softmax(logits), row by row."""
+    if temperature == 1.0:
+        return probabilities
+    logits = np.log(np.clip(probabilities, 1e-12, 1.0)) / temperature
+    logits -= logits.max(axis=-1, keepdims=True)
+    scaled = np.exp(logits)
+    return (scaled / scaled.sum(axis=-1, keepdims=True)).astype(np.float32)
+
+
+def fit_temperature(probabilities: np.ndarray, gold: list[int]) -> float:
+    """The temperature (grid 0.5..5) that minimises the negative log-likelihood of ``gold``."""
+    best, best_nll = 1.0, np.inf
+    rows = np.arange(len(gold))
+    for temperature in np.round(np.arange(0.5, 5.01, 0.1), 2):
+        nll = -np.log(np.clip(calibrate(probabilities, float(temperature))[rows, gold], 1e-12, 1.0)).mean()
+        if nll < best_nll - 1e-9:
+            best, best_nll = float(temperature), float(nll)
+    return best
 
 
 class ClassifierNetwork(torch.nn.Module):
     """Encoder + mean pooling + normalisation + a linear head over the five labels."""
 
-    def __init__(self, encoder: torch.nn.Module, hidden: int, scale: float) -> None:
+    def __init__(self, encoder: PreTrainedModel, hidden: int, scale: float) -> None:
         super().__init__()
         self.encoder = encoder
         self.head = torch.nn.Linear(hidden, len(LABELS))
@@ -70,11 +121,19 @@ class ClassifierNetwork(torch.nn.Module):
 class TextClassifier:
     """Tokenizer + network + decision rule; thread-safe (one forward pass at a time)."""
 
-    def __init__(self, tokenizer: Any, network: ClassifierNetwork, rule: DecisionRule, max_tokens: int = 256) -> None:
+    def __init__(
+        self,
+        tokenizer: Any,
+        network: ClassifierNetwork,
+        rule: DecisionRule,
+        max_tokens: int = 256,
+        temperature: float = 1.0,
+    ) -> None:
         self.tokenizer = tokenizer
         self.network = network.eval()
         self.rule = rule
         self.max_tokens = max_tokens
+        self.temperature = temperature
         self._lock = threading.Lock()
 
     @classmethod
@@ -97,7 +156,8 @@ class TextClassifier:
         network = ClassifierNetwork(encoder, int(encoder.config.hidden_size), float(config["scale"]))
         network.head.load_state_dict(load_file(str(directory / HEAD_FILE)))
         rule = DecisionRule.from_dict(config)
-        return cls(AutoTokenizer.from_pretrained(str(directory / "encoder")), network, rule, int(config["max_tokens"]))
+        tokenizer = AutoTokenizer.from_pretrained(str(directory / "encoder"))
+        return cls(tokenizer, network, rule, int(config["max_tokens"]), float(config.get("temperature", 1.0)))
 
     def save(self, directory: Path) -> None:
         from safetensors.torch import save_file
@@ -113,6 +173,7 @@ class TextClassifier:
             "labels": list(LABELS),
             "scale": self.network.scale,
             "max_tokens": self.max_tokens,
+            "temperature": self.temperature,
             **self.rule.to_dict(),
             "base_model": BASE_MODEL,
         }
@@ -126,8 +187,12 @@ class TextClassifier:
             )
         )
 
+    def tokenize_lengths(self, texts: list[str], max_tokens: int) -> list[list[int]]:
+        """Token ids of each text, cut at ``max_tokens`` (unpadded)."""
+        return list(self.tokenizer(texts, truncation=True, max_length=max_tokens, padding=False)["input_ids"])
+
     def probabilities(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
-        """(texts, 5) label probabilities; a long text gets its most severe chunk's."""
+        """(texts, 5) calibrated label probabilities; a long text gets its most severe chunk's."""
         if not texts:
             return np.zeros((0, len(LABELS)), dtype=np.float32)
         encoded = self.tokenizer(
@@ -145,11 +210,16 @@ class TextClassifier:
     def label(self, scores: np.ndarray) -> str:
         return self.rule.label(scores)
 
+    def flags(self, texts: list[str], flagged_labels: Collection[str]) -> np.ndarray:
+        """1.0 for each text whose label is one of ``flagged_labels`` (the service's
+        ``flagged_labels`` policy, without its language check), else 0.0."""
+        return np.array([self.label(row) in flagged_labels for row in self.probabilities(texts)], dtype=float)
+
     def _forward(self, batch_ids: list[list[int]]) -> np.ndarray:
         padded = self.tokenizer.pad({"input_ids": batch_ids}, return_tensors="pt")
         with self._lock, torch.inference_mode():
             logits = self.network(padded["input_ids"], padded["attention_mask"])
-            return torch.softmax(logits.float(), dim=-1).numpy()
+            return torch.softmax(logits.float() / self.temperature, dim=-1).numpy()
 
     def _worst_chunk(self, chunk_scores: np.ndarray, owners: list[int], count: int) -> np.ndarray:
         out = np.zeros((count, len(LABELS)), dtype=np.float32)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from moderation_server.labels import LABELS
+from services.moderation_labels import LABELS
 
 HEADER = "Possible labels:\n" + "".join(f"{n}. {label}\n" for n, label in enumerate(sorted(LABELS), start=1))
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, StrictStr
 
-from moderation_server.labels import LABELS
+from services.moderation_labels import LABELS
 
 
 class ClassifyRequest(BaseModel):
@@ -27,6 +27,11 @@ class Classification(BaseModel):
     label: str
     flagged: bool
     scores: dict[str, float]
+    language: dict[str, Any] | None = None
+    """``{"code", "confidence", "supported"}``: ``supported`` false means the model cannot
+    judge this text (another language); ``flagged`` is then set by policy."""
+    decoded: str | None = None
+    """``rot13`` or ``base64`` when the verdict came from what the text decodes to."""
 
     def to_openai(self) -> dict[str, Any]:
         return {
@@ -35,4 +40,6 @@ class Classification(BaseModel):
             "category_scores": dict(self.scores),
             "category_applied_input_types": {label: ["text"] for label in LABELS},
             "label": self.label,
+            "language": self.language,
+            "decoded": self.decoded,
         }

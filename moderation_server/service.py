@@ -1,4 +1,12 @@
-"""Validates texts, runs them through the backend, and decides ``flagged``."""
+"""Validates texts, runs them (and what obfuscated text decodes to) through the backend,
+checks their language, and decides ``flagged``.
+
+Accepted ``input`` forms (OpenAI's): a string, a list of strings, or a list of content
+parts ``[{"type": "text", "text": ...}, ...]``, whose text parts are classified together
+as one input (one result). Image parts (``image_url``) are a 400
+``unsupported_input_type``: this service classifies text only, and an image it cannot see
+must not pass as moderated.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +14,17 @@ import time
 
 from prometheus_client import Counter, Histogram
 
-from moderation_server.backends import ModerationBackend
+from moderation_server.backends import ModerationBackend, Scored
 from moderation_server.config import ModerationSettings
+from moderation_server.language import LanguagePolicy
+from moderation_server.obfuscation import decodings
 from moderation_server.protocol import Classification
 from services.errors import BadRequestError
+from services.moderation_labels import SEVERITY
 
+UNSUPPORTED = Counter(
+    "openchatkit_moderation_unsupported_language_total", "Texts in a language the model cannot judge.", ["backend"]
+)
 CLASSIFIED = Counter("openchatkit_moderation_texts_total", "Texts classified, by label.", ["backend", "label"])
 BATCH_SECONDS = Histogram(
     "openchatkit_moderation_request_seconds",
@@ -25,6 +39,9 @@ class ModerationService:
         self.backend = backend
         self._settings = settings
         self._flagged = frozenset(settings.flagged_labels)
+        self.languages = LanguagePolicy(
+            settings.supported_languages, settings.language_min_confidence, settings.language_min_letters
+        )
 
     @property
     def model(self) -> str:
@@ -32,9 +49,11 @@ class ModerationService:
 
     def texts_of(self, value: object) -> list[str]:
         """The texts to classify, or a 400 naming the first bad one."""
+        if isinstance(value, list) and value and all(isinstance(item, dict) for item in value):
+            value = text_of_parts(value)
         if not isinstance(value, (str, list)):
             raise BadRequestError(
-                f"'input' must be a string or a list of strings; got {_json_type(value)}.",
+                f"'input' must be a string, a list of strings or a list of text parts; got {_json_type(value)}.",
                 param="input",
                 code="invalid_type",
             )
@@ -71,14 +90,72 @@ class ModerationService:
         return [str(text) for text in texts]
 
     async def classify(self, texts: list[str]) -> list[Classification]:
+        """One result per text, in order: ``label`` (the worst verdict over the text and its
+        decodings, under the decision rule tuned at training), ``scores`` (label -> probability),
+        its ``language``, and ``flagged`` (a flagged label, or a language the model cannot judge
+        when ``flag_unsupported_languages``). 503 ``overloaded`` when more than
+        ``max_queued_texts`` wait for the model; 502 when the ``llm`` backend answers unusably."""
         started = time.perf_counter()
-        scored = await self.backend.score(texts)
+        languages = [self.languages.check(text) for text in texts]
+        batch, owners = list(texts), list(range(len(texts)))
+        how: list[str | None] = [None] * len(texts)
+        if self._settings.decode_obfuscation:
+            for i, text in enumerate(texts):
+                for decoding, decoded in decodings(text, self._is_english):
+                    batch.append(decoded)
+                    owners.append(i)
+                    how.append(decoding)
+        scored = await self.backend.score(batch)
         BATCH_SECONDS.labels(self._settings.backend).observe(time.perf_counter() - started)
+        worst: list[tuple[Scored, str | None]] = [(scored[i], None) for i in range(len(texts))]
+        for item, owner, method in zip(scored[len(texts) :], owners[len(texts) :], how[len(texts) :], strict=True):
+            if SEVERITY[item.label] > SEVERITY[worst[owner][0].label]:
+                worst[owner] = (item, method)
         results = []
-        for item in scored:
+        for (item, method), language in zip(worst, languages, strict=True):
+            supported = language.supported or method is not None  # a decoding it could judge
             CLASSIFIED.labels(self._settings.backend, item.label).inc()
-            results.append(Classification(label=item.label, flagged=item.label in self._flagged, scores=item.scores))
+            if not supported:
+                UNSUPPORTED.labels(self._settings.backend).inc()
+            flagged = item.label in self._flagged or (not supported and self._settings.flag_unsupported_languages)
+            results.append(
+                Classification(
+                    label=item.label,
+                    flagged=flagged,
+                    scores=item.scores,
+                    language={**language.to_dict(), "supported": supported},
+                    decoded=method,
+                )
+            )
         return results
+
+    def _is_english(self, text: str) -> bool:
+        check = self.languages.check(text)
+        return check.code == "en" and check.confidence >= self._settings.language_min_confidence
+
+
+def text_of_parts(parts: list[object]) -> str:
+    """The text of OpenAI content parts, joined; image parts and unknown types are a 400."""
+    texts = []
+    for i, part in enumerate(parts):
+        assert isinstance(part, dict)
+        kind = part.get("type")
+        if kind == "text" and isinstance(part.get("text"), str):
+            texts.append(part["text"])
+        elif kind in ("image_url", "image", "input_image"):
+            raise BadRequestError(
+                f"'input[{i}]' is an image part; this moderation model classifies text only. "
+                "Send the text parts alone, or moderate images elsewhere.",
+                param=f"input[{i}]",
+                code="unsupported_input_type",
+            )
+        else:
+            raise BadRequestError(
+                f'\'input[{i}]\' must be a text part like {{"type": "text", "text": "..."}}.',
+                param=f"input[{i}]",
+                code="invalid_type",
+            )
+    return "\n".join(texts)
 
 
 def _json_type(value: object) -> str:

@@ -1,5 +1,6 @@
 """``openchatkit finetune moderation``: fine-tune the CPU classifier on ``data/train.jsonl``,
-tune its decision rule on ``data/dev.jsonl``, write the artifact.
+calibrate it and tune its decision rule on ``data/dev.jsonl`` plus the out-of-distribution
+benign set ``data/ood-dev.jsonl``, write the artifact.
 
 Deterministic (fixed seed, fixed data order) and skipped when the artifact's fingerprint
 (data + recipe + base model + trainer version) is current; when only the decision tuning
@@ -10,8 +11,6 @@ artifact.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import logging
@@ -26,26 +25,35 @@ from typing import Any
 import numpy as np
 
 from moderation_server.dataset import LabelledText, load_split, split_path
-from moderation_server.evaluation import evaluate
-from moderation_server.labels import LABELS
-from moderation_server.model import BASE_MODEL, DecisionRule, TextClassifier, bundled_model_dir, write_atomically
+from moderation_server.evaluation import evaluate, evaluate_benign
+from moderation_server.model import (
+    BASE_MODEL,
+    DecisionRule,
+    TextClassifier,
+    bundled_model_dir,
+    calibrate,
+    fit_temperature,
+    write_atomically,
+)
+from services.locks import file_lock, swap_in
+from services.moderation_labels import LABELS
 
 logger = logging.getLogger(__name__)
 
-TRAINER_VERSION = "1"
-DECISION_VERSION = "3"
+TRAINER_VERSION = "2"
+DECISION_VERSION = "5"
 MANIFEST_FILE = "manifest.json"
 Progress = Callable[[str], None]
 
 
 @dataclass(frozen=True)
 class TrainingRecipe:
-    epochs: int = 8
-    learning_rate: float = 6e-5
+    epochs: int = 5
+    learning_rate: float = 8e-5
     batch_size: int = 16
     warmup_fraction: float = 0.1
     weight_decay: float = 0.01
-    max_tokens: int = 128
+    max_tokens: int = 96
     scale: float = 10.0
     seed: int = 0
     label_smoothing: float = 0.0
@@ -56,14 +64,18 @@ class TrainingRecipe:
 
 @dataclass(frozen=True)
 class DecisionTuning:
-    """How the dev split picks the decision rule (see model.DecisionRule): among the grid's
-    rules that keep ``needs intervention`` recall and the casual false-flag rate within
-    bounds, the one with the best macro-F1."""
+    """How the dev sets pick the decision rule (see model.DecisionRule): among the grid's
+    rules that keep ``needs intervention`` recall on dev, the casual false-flag rate on dev
+    and on the out-of-distribution benign dev set, and the share of that benign set refused,
+    within bounds, the one with the best dev macro-F1; when none is, the closest. No
+    threshold below 5 %: a sliver of probability never refuses on its own."""
 
-    thresholds: tuple[float, ...] = (0.6, 0.5, 0.4, 0.3, 0.25, 0.2, 0.15, 0.1, 0.07, 0.05, 0.03, 0.02)
-    casual_vetoes: tuple[float, ...] = (1.01, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3)
+    thresholds: tuple[float, ...] = (0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.25, 0.2, 0.15, 0.1, 0.07, 0.05)
+    confident_vetoes: tuple[float, ...] = (1.01, 0.95, 0.9, 0.85, 0.8, 0.7, 0.6, 0.5)
+    caution_thresholds: tuple[float, ...] = (1.01, 0.5, 0.3, 0.2, 0.1, 0.05)
     min_intervention_recall: float = 0.97
-    max_casual_false_flag_rate: float = 0.04
+    max_casual_false_flag_rate: float = 0.03
+    max_benign_refused_rate: float = 0.03
 
 
 @dataclass
@@ -89,6 +101,7 @@ def decision_fingerprint(tuning: DecisionTuning) -> str:
     digest = hashlib.sha256(f"decision={DECISION_VERSION}\n".encode())
     digest.update(json.dumps(asdict(tuning), sort_keys=True).encode())
     digest.update(split_path("dev").read_bytes())
+    digest.update(split_path("ood-dev").read_bytes())
     return digest.hexdigest()
 
 
@@ -121,7 +134,7 @@ def ensure_artifact(
     recipe, tuning = recipe or TrainingRecipe(), tuning or DecisionTuning()
     say = progress or logger.info
     wanted, wanted_decision = fingerprint(recipe), decision_fingerprint(tuning)
-    with _training_lock(directory):
+    with file_lock(directory.with_name(f".{directory.name}.lock")):
         manifest = read_manifest(directory)
         if not force and manifest is not None and manifest.get("fingerprint") == wanted:
             if manifest.get("decision_fingerprint") != wanted_decision:
@@ -136,26 +149,39 @@ def ensure_artifact(
             manifest = retune(staging, manifest, tuning, say)
             manifest["fingerprint"], manifest["decision_fingerprint"] = wanted, wanted_decision
             _write_manifest(staging, manifest)
-            _swap_in(staging, directory)
+            swap_in(staging, directory)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     return ArtifactStatus(directory, trained=True, manifest=manifest)
 
 
 def retune(directory: Path, manifest: dict[str, Any], tuning: DecisionTuning, say: Progress) -> dict[str, Any]:
-    """Pick the decision rule on the dev split for the trained model in ``directory``."""
+    """Calibrate (temperature scaling) and pick the decision rule on the dev sets for the
+    trained model in ``directory``."""
     classifier = TextClassifier.load(directory)
-    dev_set = load_split("dev")
-    gold = [e.label for e in dev_set]
-    scores = classifier.probabilities([e.text for e in dev_set])
-    classifier.rule = choose_rule(scores, gold, tuning)
+    dev_set, ood_set = load_split("dev"), load_split("ood-dev")
+    gold, ood_gold = [e.label for e in dev_set], [e.label for e in ood_set]
+    classifier.temperature = 1.0
+    raw = classifier.probabilities([e.text for e in dev_set])
+    ood_raw = classifier.probabilities([e.text for e in ood_set])
+    classifier.temperature = fit_temperature(raw, [LABELS.index(g) for g in gold])
+    scores, ood_scores = calibrate(raw, classifier.temperature), calibrate(ood_raw, classifier.temperature)
+    classifier.rule = choose_rule(scores, gold, tuning, ood_scores, ood_gold)
     classifier.save_config(directory)
     report = evaluate(gold, [classifier.label(s) for s in scores])
+    ood = evaluate_benign(ood_gold, [classifier.label(s) for s in ood_scores], [e.kind for e in ood_set])
     say(
         f"dev: macro-F1 {report.macro_f1:.3f}, intervention recall {report.intervention_recall:.3f}, "
-        f"casual false flags {report.casual_false_flag_rate:.3f} (rule {classifier.rule.to_dict()})"
+        f"casual false flags {report.casual_false_flag_rate:.3f}; out-of-distribution benign: casual false flags "
+        f"{ood.casual_false_flag_rate:.3f} (temperature {classifier.temperature}, rule {classifier.rule.to_dict()})"
     )
-    return {**manifest, "decision_rule": classifier.rule.to_dict(), "dev_metrics": report.to_dict()}
+    return {
+        **manifest,
+        "temperature": classifier.temperature,
+        "decision_rule": classifier.rule.to_dict(),
+        "dev_metrics": report.to_dict(),
+        "ood_dev_metrics": ood.to_dict(),
+    }
 
 
 def train(directory: Path, recipe: TrainingRecipe, say: Progress) -> dict[str, Any]:
@@ -178,11 +204,11 @@ def train(directory: Path, recipe: TrainingRecipe, say: Progress) -> dict[str, A
     targets = torch.tensor([LABELS.index(e.label) for e in train_set])
     shuffler = torch.Generator().manual_seed(recipe.seed)
     network.train()
+    lengths = [len(ids) for ids in classifier.tokenize_lengths([e.text for e in train_set], recipe.max_tokens)]
     for epoch in range(recipe.epochs):
         order = torch.randperm(len(train_set), generator=shuffler).tolist()
         total = 0.0
-        for start in range(0, len(order), recipe.batch_size):
-            batch = order[start : start + recipe.batch_size]
+        for batch in _length_buckets(order, lengths, recipe.batch_size, shuffler):
             inputs = classifier.tokenize([train_set[i].text for i in batch], recipe.max_tokens)
             logits = network(inputs["input_ids"], inputs["attention_mask"])
             loss = torch.nn.functional.cross_entropy(
@@ -207,22 +233,51 @@ def train(directory: Path, recipe: TrainingRecipe, say: Progress) -> dict[str, A
     }
 
 
-def choose_rule(scores: np.ndarray, gold: list[str], tuning: DecisionTuning) -> DecisionRule:
-    """The rule with the best dev macro-F1 among those meeting both bounds; when none
+def choose_rule(
+    scores: np.ndarray,
+    gold: list[str],
+    tuning: DecisionTuning,
+    benign_scores: np.ndarray | None = None,
+    benign_gold: list[str] | None = None,
+) -> DecisionRule:
+    """The rule with the best dev macro-F1 among those meeting the bounds (recall and casual
+    false flags on ``gold``; casual false flags and refusals on the benign set); when none
     does, the one closest to meeting them. Ties: the one that escalates least (highest
-    threshold, then fewest vetoes)."""
+    thresholds, then fewest vetoes)."""
+    benign_gold = benign_gold or []
+    benign = benign_scores if benign_scores is not None else np.zeros((0, len(LABELS)))
     best, best_key = DecisionRule(), (-np.inf, -np.inf)
     for threshold in sorted(tuning.thresholds, reverse=True):
-        for veto in sorted(tuning.casual_vetoes, reverse=True):
-            rule = DecisionRule(threshold, veto)
-            report = evaluate(gold, [rule.label(s) for s in scores])
-            shortfall = max(0.0, tuning.min_intervention_recall - report.intervention_recall) + max(
-                0.0, report.casual_false_flag_rate - tuning.max_casual_false_flag_rate
-            )
-            key = (-round(shortfall, 9), round(report.macro_f1, 9))
-            if key > best_key:
-                best, best_key = rule, key
+        for caution in sorted({c for c in tuning.caution_thresholds if c < threshold} | {1.01}, reverse=True):
+            for veto in sorted(tuning.confident_vetoes, reverse=True):
+                rule = DecisionRule(threshold, veto, caution)
+                report = evaluate(gold, [rule.label(s) for s in scores])
+                shortfall = max(0.0, tuning.min_intervention_recall - report.intervention_recall) + max(
+                    0.0, report.casual_false_flag_rate - tuning.max_casual_false_flag_rate
+                )
+                if benign_gold:
+                    kinds: list[str | None] = [None] * len(benign_gold)
+                    ood = evaluate_benign(benign_gold, [rule.label(s) for s in benign], kinds)
+                    shortfall += max(0.0, ood.casual_false_flag_rate - tuning.max_casual_false_flag_rate)
+                    shortfall += max(0.0, ood.refused_rate - tuning.max_benign_refused_rate)
+                key = (-round(shortfall, 9), round(report.macro_f1, 9))
+                if key > best_key:
+                    best, best_key = rule, key
     return best
+
+
+def _length_buckets(order: list[int], lengths: list[int], batch_size: int, generator: Any) -> Iterator[list[int]]:
+    """Batches of similar length (less padding on a CPU): the shuffled examples, cut into
+    windows of 32 batches, sorted by length inside each window, batched, batches shuffled."""
+    import torch
+
+    window = batch_size * 32
+    batches: list[list[int]] = []
+    for start in range(0, len(order), window):
+        part = sorted(order[start : start + window], key=lambda i: lengths[i])
+        batches.extend(part[i : i + batch_size] for i in range(0, len(part), batch_size))
+    for position in torch.randperm(len(batches), generator=generator).tolist():
+        yield batches[position]
 
 
 def _write_manifest(directory: Path, manifest: dict[str, Any]) -> None:
@@ -233,22 +288,3 @@ def _class_weights(examples: list[LabelledText], extra: tuple[float, ...]) -> li
     counts = np.bincount([LABELS.index(e.label) for e in examples], minlength=len(LABELS)).astype(float)
     balanced = counts.sum() / (len(LABELS) * np.maximum(counts, 1))
     return [float(b * x) for b, x in zip(balanced, extra, strict=True)]
-
-
-@contextlib.contextmanager
-def _training_lock(directory: Path) -> Iterator[None]:
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    with open(directory.with_name(f".{directory.name}.lock"), "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _swap_in(staging: Path, directory: Path) -> None:
-    retired = directory.with_name(f"{directory.name}.old-{os.getpid()}")
-    if directory.exists():
-        directory.rename(retired)
-    staging.rename(directory)
-    shutil.rmtree(retired, ignore_errors=True)

@@ -16,7 +16,7 @@ bench_app = typer.Typer(
 )
 eval_app = typer.Typer(help="Quality evaluations.", no_args_is_help=True)
 finetune_app = typer.Typer(help="Fine-tuning recipes.", no_args_is_help=True)
-feedback_app = typer.Typer(help="Feedback data: export to training sets.", no_args_is_help=True)
+feedback_app = typer.Typer(help="Feedback data: export to training sets, up-vote rates.", no_args_is_help=True)
 
 app.add_typer(bench_app, name="bench")
 app.add_typer(eval_app, name="eval")

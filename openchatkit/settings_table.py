@@ -19,6 +19,8 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 from pydantic_settings import BaseSettings
 
+from services.settings import UnderDataDir
+
 DOC = Path(__file__).resolve().parents[1] / "docs" / "settings.md"
 MAX_DEFAULT_CHARS = 60
 
@@ -28,10 +30,12 @@ OTHER_VARIABLES = {
     "VLLM_API_KEY": "vLLM's --api-key, read from the environment by the model servers (compose, Helm).",
     "HF_TOKEN": "Hugging Face token for gated or private weights (GPU model servers).",
     "HF_HOME": "Hugging Face cache (the model-cache volume of the chart's model servers).",
+    "VLLM_ALLOW_RUNTIME_LORA_UPDATING": "vLLM's runtime LoRA API (load/unload adapters without a restart), set by "
+    "the chat server on the chat model (compose, Helm); only the gateway and the CLI reach it.",
     "VLLM_CACHE_ROOT": "vLLM's cache, torch.compile kernels included (a volume: later starts skip the compile).",
+    "PROMETHEUS_MULTIPROC_DIR": "Where a service run with several workers keeps its metrics samples (emptied at start; "
+    "default: a fresh temporary directory), so /metrics sums every worker.",
     "HOME": "The home directory (the images set /tmp: their root filesystem is read-only).",
-    "OPENCHATKIT_INTERNAL_TOKEN": "Reserved: the token internal services will require from the gateway.",
-    "OPENCHATKIT_MASTER_KEY": "Reserved: the key of the gateway's admin API (virtual keys).",
 }
 
 
@@ -57,13 +61,15 @@ def settings_classes() -> list[tuple[str, type[BaseSettings]]]:
 def _type_name(annotation: Any) -> str:
     text = getattr(annotation, "__name__", None) if isinstance(annotation, type) else None
     text = text or str(annotation).replace("typing.", "")
-    for noise in ("pathlib.", "pydantic.types.", "moderation_server.labels.", "retrieval_server.config.",
+    for noise in ("pathlib.", "pydantic.types.", "services.moderation_labels.", "retrieval_server.config.",
                   "gateway.config.", "gateway.retrieval.", "gateway.moderation.", "<class '", "'>"):  # fmt: skip
         text = text.replace(noise, "")
     return text
 
 
 def _default(field: FieldInfo) -> str:
+    if isinstance(field.default_factory, UnderDataDir):
+        return str(field.default_factory)  # "<data_dir>/models": it moves with the data dir
     if field.default_factory is not None:
         value = field.default_factory()  # type: ignore[call-arg]
     elif field.default is PydanticUndefined:

@@ -7,6 +7,7 @@ ports, the data directory and how the services find each other.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from pydantic import Field
@@ -16,7 +17,9 @@ from chat_server.config import ChatServerSettings
 from chat_server.launch import startup_phase
 from chat_server.prepare import model_dir
 from chat_server.profiles import GGUFSource, get_profile
+from feedback_server.config import sqlite_url
 from openchatkit.feedback_stack import feedback_specs, gateway_feedback_env, stack_redis
+from openchatkit.secrets import StackSecrets, save_endpoints
 from openchatkit.supervisor import ServiceSpec, python_module
 from services.settings import default_data_dir
 
@@ -28,7 +31,9 @@ class StackSettings(BaseSettings):
 
     host: str = "127.0.0.1"
     data_dir: Path = default_data_dir()
-    api_key: str = Field(default="sk-local", description="The key clients send; make run prints it.")
+    api_key: str = Field(
+        default="sk-local", description="The bootstrap key clients send (static, unlimited); make run prints it."
+    )
     gateway_port: int = 8000
     chat_port: int = 8001
     moderation_port: int = 8002
@@ -39,17 +44,27 @@ class StackSettings(BaseSettings):
     def url(self, port: int) -> str:
         return f"http://{self.host}:{port}"
 
+    def chat(self) -> ChatServerSettings:
+        """The chat model server's settings (``CHAT_*``), its model cache under this stack's data dir."""
+        return ChatServerSettings(data_dir=self.data_dir)
+
+    def secrets(self) -> StackSecrets:
+        """Master key, internal token, Redis password: made once, kept in the data dir."""
+        return StackSecrets.load_or_create(self.data_dir)
+
 
 def chat_spec(stack: StackSettings) -> ServiceSpec:
-    chat = ChatServerSettings()
+    chat = stack.chat()
     return ServiceSpec(
         name="chat",
         argv=python_module("chat_server"),
         env={
             "CHAT_HOST": stack.host,
             "CHAT_PORT": str(stack.chat_port),
+            "CHAT_DATA_DIR": str(stack.data_dir),
             "CHAT_CACHE_DIR": str(chat.cache_dir),
             "CHAT_LOG_JSON": str(stack.log_json).lower(),
+            "CHAT_INTERNAL_TOKEN": stack.secrets().internal_token,
         },
         ready_url=stack.url(stack.chat_port) + "/health",
         startup_phase=startup_phase,
@@ -58,10 +73,11 @@ def chat_spec(stack: StackSettings) -> ServiceSpec:
 
 def gateway_upstream(stack: StackSettings) -> dict[str, object]:
     """How the gateway reaches the chat model, with the profile's stop strings and tokenizer."""
-    chat = ChatServerSettings()
+    chat = stack.chat()
     profile = get_profile(chat.profile)
     upstream: dict[str, object] = {
         "url": stack.url(stack.chat_port) + "/v1",
+        "api_key": stack.secrets().internal_token,
         "stop": profile.stop,
         "default_max_tokens": profile.sampling_defaults.get("max_tokens"),
     }
@@ -85,6 +101,7 @@ def service_spec(stack: StackSettings, name: str, module: str, prefix: str, port
             f"{prefix}_HOST": stack.host,
             f"{prefix}_PORT": str(port),
             f"{prefix}_LOG_JSON": str(stack.log_json).lower(),
+            f"{prefix}_INTERNAL_TOKEN": stack.secrets().internal_token,
             **{f"{prefix}_{key.upper()}": value for key, value in extra.items()},
         },
         ready_url=stack.url(port) + "/ready",
@@ -92,9 +109,18 @@ def service_spec(stack: StackSettings, name: str, module: str, prefix: str, port
 
 
 def retrieval_spec(stack: StackSettings) -> ServiceSpec:
-    return service_spec(
-        stack, "retrieval", "retrieval_server", "RETRIEVAL", stack.retrieval_port, data_dir=str(stack.data_dir)
+    """Chunks are labelled by the moderation service at ingest, so it starts first."""
+    spec = service_spec(
+        stack,
+        "retrieval",
+        "retrieval_server",
+        "RETRIEVAL",
+        stack.retrieval_port,
+        data_dir=str(stack.data_dir),
+        moderation_url=stack.url(stack.moderation_port),
     )
+    spec.after = [*spec.after, "moderation"]
+    return spec
 
 
 def moderation_spec(stack: StackSettings) -> ServiceSpec:
@@ -109,6 +135,8 @@ def gateway_spec(stack: StackSettings) -> ServiceSpec:
     spec.env.update(
         {
             "GATEWAY_API_KEYS": json.dumps([stack.api_key]),
+            "GATEWAY_MASTER_KEY": stack.secrets().master_key,
+            "GATEWAY_KEYS__DATABASE_URL": os.environ.get("FEEDBACK_DATABASE_URL") or sqlite_url(Path(stack.data_dir)),
             "GATEWAY_UPSTREAMS": json.dumps([gateway_upstream(stack)]),
             "GATEWAY_RETRIEVAL__URL": stack.url(stack.retrieval_port),
             "GATEWAY_MODERATION__ENABLED": "true",
@@ -121,6 +149,7 @@ def gateway_spec(stack: StackSettings) -> ServiceSpec:
 
 def build_stack(stack: StackSettings) -> list[ServiceSpec]:
     redis_url, redis_spec = stack_redis(stack)
+    save_endpoints(stack.data_dir, redis_url=redis_url, chat_url=stack.url(stack.chat_port))  # for `adapters`, `learn`
     gateway = gateway_spec(stack)
     gateway.env.update(gateway_feedback_env(stack, redis_url))
     feedback = feedback_specs(stack, redis_url, redis_spec)

@@ -9,8 +9,9 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 from rich.console import Console
@@ -77,7 +78,8 @@ class Supervisor:
                     if asyncio.iscoroutine(result):
                         await result
                 exited = asyncio.create_task(self._first_exit())
-                done, _ = await asyncio.wait({exited, stopper}, return_when=asyncio.FIRST_COMPLETED)
+                waiting: set[asyncio.Task[Any]] = {exited, stopper}
+                done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
                 if exited in done:
                     failure = exited.result()
                 exited.cancel()
@@ -94,6 +96,15 @@ class Supervisor:
             self.console.print(f"[red]stack stopped:[/red] {escape(failure)}")
             return 1
         return 0
+
+    @contextlib.asynccontextmanager
+    async def started(self) -> AsyncIterator[Supervisor]:
+        """Every service started and ready inside the block (benchmarks), all stopped after it."""
+        try:
+            await self._start_all()
+            yield self
+        finally:
+            await self.stop_all()
 
     async def _start_all(self) -> None:
         async with httpx.AsyncClient(timeout=2.0, trust_env=False) as http:

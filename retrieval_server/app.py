@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from retrieval_server.chunking import Chunker
+from retrieval_server.clients import ChunkModerator
 from retrieval_server.config import RetrievalSettings
 from retrieval_server.documents import DocumentStore
 from retrieval_server.embeddings import DenseEmbedder, SparseEncoder
@@ -32,7 +33,7 @@ def build_store(settings: RetrievalSettings, embedder: DenseEmbedder) -> Documen
     """The index and document store the settings describe (the CLI's local mode uses it too)."""
     index = open_index(
         url=settings.qdrant_url,
-        path=settings.storage_path(),
+        path=settings.qdrant_path,
         engine=settings.embedded_engine,
         api_key=settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None,
     )
@@ -44,6 +45,9 @@ def build_store(settings: RetrievalSettings, embedder: DenseEmbedder) -> Documen
         chunker,
         settings.write_batch_chunks,
         repair_after_s=SERVER_REPAIR_AFTER_S if settings.qdrant_url else 0.0,
+        moderate=ChunkModerator(settings.moderation_url, settings.moderation_timeout_s)
+        if settings.moderation_url
+        else None,
     )
 
 
@@ -61,7 +65,7 @@ def load_embedder(settings: RetrievalSettings) -> DenseEmbedder:
         dtype=settings.embedding_dtype,
         batch_size=settings.embedding_batch_size,
         device=settings.embedding_device,
-        cache_dir=settings.embedding_cache(),
+        cache_dir=settings.embedding_cache_dir,
         threads=settings.embedding_threads,
     )
 
@@ -100,6 +104,7 @@ def build_app(settings: RetrievalSettings | None = None) -> FastAPI:
         "retrieval",
         lifespan=lifespan,
         readiness_checks={"index": index_ready, "embedding_model": embedding_model_ready},
+        internal_token=settings.internal_token,
     )
     app.include_router(router)
     return app

@@ -8,7 +8,7 @@ from pydantic_settings import SettingsConfigDict
 from retrieval_server.embeddings import EmbeddingDType, EmbeddingRuntime, bundled_model_dir
 from retrieval_server.index import EmbeddedEngine
 from retrieval_server.ranking import FusionKind, Ranking, RerankKind, Retriever
-from services.settings import ServiceSettings
+from services.settings import ServiceSettings, under_data_dir
 
 COLLECTION_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 
@@ -49,11 +49,15 @@ class RetrievalSettings(ServiceSettings):
         default=None, description="A Qdrant server; unset: embedded storage under qdrant_path."
     )
     qdrant_api_key: SecretStr | None = None
-    qdrant_path: Path | None = Field(default=None, description="Embedded storage; default <data_dir>/qdrant.")
+    qdrant_path: Path = Field(default_factory=under_data_dir("qdrant"), description="Embedded storage.")
     embedded_engine: EmbeddedEngine = Field(
         default="edge", description="edge: Qdrant Edge (Rust, HNSW); qdrant-client: its Python engine (small sets)."
     )
     collection: str = Field(default="documents", pattern=COLLECTION_PATTERN)
+    embedding_cache_dir: Path = Field(
+        default_factory=under_data_dir("models", "embeddings"),
+        description="Where the ONNX export of the embedding model is kept.",
+    )
     embedding_model: str = Field(
         default_factory=bundled_model_dir, description="Local model directory (or cached hub id)."
     )
@@ -104,6 +108,12 @@ class RetrievalSettings(ServiceSettings):
     widen_min_similarity: float = Field(default=0.5, ge=-1, le=1)
     widen_max_chunks: int = Field(default=2, ge=0, le=10)
     sources: dict[str, HttpSourceConfig] = Field(default_factory=dict, description="Live sources by name.")
+    moderation_url: str | None = Field(
+        default=None,
+        description="The moderation service: every chunk is labelled at ingest and the label stored with it "
+        "(search hits carry it as `moderation`); unset: chunks are stored unlabelled.",
+    )
+    moderation_timeout_s: float = Field(default=60.0, gt=0)
     default_sources: list[str] = Field(default_factory=lambda: ["index"])
 
     @field_validator("collection")
@@ -124,10 +134,3 @@ class RetrievalSettings(ServiceSettings):
             rerank=self.rerank,
             rerank_candidates=self.rerank_candidates,
         )
-
-    def embedding_cache(self) -> Path:
-        """Where the ONNX export of the embedding model is kept."""
-        return self.data_dir / "models" / "embeddings"
-
-    def storage_path(self) -> Path:
-        return self.qdrant_path or self.data_dir / "qdrant"

@@ -91,16 +91,19 @@ class DocumentStore:
         chunker: Chunker,
         batch_chunks: int = 128,
         repair_after_s: float = 0.0,
+        moderate: Callable[[list[str]], list[dict[str, Any]]] | None = None,
     ) -> None:
         """``repair_after_s``: how old an unfinished write must be before :meth:`recover` touches
         it. 0 suits embedded storage (one process owns it); a Qdrant server shared by several
-        replicas needs longer than any one write takes."""
+        replicas needs longer than any one write takes. ``moderate``: labels chunk texts at
+        ingest (``{"label", "flagged"}`` each), stored in the chunk payload as ``moderation``."""
         self.index = index
         self.embedder = embedder
         self.sparse = sparse
         self.chunker = chunker
         self.batch_chunks = batch_chunks
         self.repair_after_s = repair_after_s
+        self.moderate = moderate
         self._opened: set[str] = set()
         self._open_lock = threading.Lock()
 
@@ -191,7 +194,7 @@ class DocumentStore:
         hits = self.index.retrieve(registry_name(collection), [record_point_id(document_id)])
         return hits[0].payload if hits else None
 
-    def list(
+    def list_records(
         self, collection: str, limit: int = 100, after: str | None = None
     ) -> tuple[list[dict[str, Any]], str | None]:
         if not self.open(collection, create=False):
@@ -261,6 +264,7 @@ class DocumentStore:
             "metadata": document.metadata,
             "chunking": [self.chunker.chunk_tokens, self.chunker.overlap_tokens],
             "model": self.embedder.name,
+            "moderated": self.moderate is not None,
         }
         return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -322,8 +326,11 @@ class DocumentStore:
     def _chunk_points(self, part: list[tuple[_Pending, Chunk]]) -> list[IndexPoint]:
         contexts = [chunk_context(p.document.title, chunk.heading, chunk.text) for p, chunk in part]
         dense = self.embedder.embed(contexts)
+        labels: list[dict[str, Any] | None] = (
+            list(self.moderate([chunk.text for _, chunk in part])) if self.moderate else [None] * len(part)
+        )
         points = []
-        for (pending, chunk), context, vector in zip(part, contexts, dense, strict=True):
+        for (pending, chunk), context, vector, label in zip(part, contexts, dense, labels, strict=True):
             document = pending.document
             payload = {
                 "document_id": pending.document_id,
@@ -340,6 +347,8 @@ class DocumentStore:
                 "tags": list(document.tags),
                 "metadata": dict(document.metadata),
             }
+            if label is not None:
+                payload["moderation"] = label
             points.append(
                 IndexPoint(
                     chunk_point_id(pending.document_id, pending.generation, chunk.index),

@@ -10,7 +10,6 @@ oversized ones :class:`DocumentTooLarge` (413).
 from __future__ import annotations
 
 import io
-import json
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from retrieval_server.chunking import Section, normalize_text
+from services.jsonl import json_lines
 
 TYPES_BY_SUFFIX = {
     ".txt": "txt",
@@ -266,14 +266,10 @@ def _record_document(record: Any, where: str, file_source: str, default_title: s
 
 
 def iter_jsonl_records(lines: Iterable[bytes | str], name: str, file_source: str) -> Iterator[SourceDocument]:
-    for number, raw in enumerate(lines, 1):
-        line = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except ValueError as exc:
-            raise InvalidDocument(f"'{name}' line {number} is not JSON: {exc}.") from None
+    def not_json(number: int, exc: ValueError) -> InvalidDocument:
+        return InvalidDocument(f"'{name}' line {number} is not JSON: {exc}.")
+
+    for number, record in json_lines(lines, not_json):
         yield _record_document(record, f"'{name}' line {number}", file_source, f"{humanize(Path(name).stem)} #{number}")
 
 

@@ -10,7 +10,6 @@ use, is cached under ``<cache>/<model>-<fingerprint>/`` and is shared between pr
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import logging
@@ -24,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from services.locks import file_lock
 
 logger = logging.getLogger(__name__)
 
@@ -79,24 +80,13 @@ def fingerprint(model_dir: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a+b") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def quantized_model(model_dir: Path, cache_root: Path) -> Path:
     """The int8 ONNX file for ``model_dir``, exporting it the first time."""
     target_dir = cache_root / f"{model_dir.name}-{fingerprint(model_dir)}"
     target = target_dir / "model-int8.onnx"
     if target.exists():
         return target
-    with _file_lock(target_dir / ".lock"):
+    with file_lock(target_dir / ".lock"):
         if target.exists():  # another process made it while we waited
             return target
         logger.info(

@@ -48,9 +48,12 @@ class Ranking:
 
 
 class Candidate(Protocol):
-    title: str
-    heading: str
-    text: str
+    @property
+    def title(self) -> str: ...
+    @property
+    def heading(self) -> str: ...
+    @property
+    def text(self) -> str: ...
 
 
 class Reranker(Protocol):

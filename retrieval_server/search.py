@@ -37,6 +37,8 @@ class SearchHit:
     heading: str = ""
     document_id: str | None = None
     chunk_index: int | None = None
+    moderation: dict[str, Any] | None = None
+    """The chunk's label from ingest (``{"label", "flagged"}``); None when not moderated."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -50,6 +52,7 @@ class SearchHit:
             "heading": self.heading,
             "document_id": self.document_id,
             "chunk_index": self.chunk_index,
+            "moderation": self.moderation,
         }
 
 
@@ -205,4 +208,5 @@ def _to_hit(hit: IndexHit) -> SearchHit:
         heading=str(p.get("heading") or ""),
         document_id=p.get("document_id"),
         chunk_index=p.get("chunk_index"),
+        moderation=p.get("moderation"),
     )

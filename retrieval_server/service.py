@@ -12,9 +12,10 @@ from typing import Any
 
 from prometheus_client import Counter, Histogram
 
+from retrieval_server.clients import ModerationUnavailable
 from retrieval_server.config import RetrievalSettings
 from retrieval_server.documents import RESERVED_MARK, DocumentStore, IngestOutcome
-from retrieval_server.index import IndexError_, IndexMismatch, IndexUnavailable, Match
+from retrieval_server.index import IndexEngineError, IndexMismatch, IndexUnavailable, Match
 from retrieval_server.loaders import DocumentError, DocumentTooLarge, SourceDocument, UnsupportedDocumentType, load_text
 from retrieval_server.protocol import DocumentIn, SearchRequest
 from retrieval_server.search import IndexSearcher, Widening
@@ -55,12 +56,15 @@ def engine_errors() -> Iterator[None]:
         ) from exc
     except IndexMismatch as exc:
         raise ConflictError(str(exc), code="collection_mismatch") from exc
-    except IndexError_ as exc:
+    except IndexEngineError as exc:
         logger.error("the index failed: %s", exc)
         raise InternalServerError("The document index failed on this request.", code="index_error") from exc
 
 
 class RetrievalService:
+    """What the routes call. Engine failures surface as OpenAI errors (503 ``index_unavailable``,
+    409 ``collection_mismatch``, 500 ``index_error``); writes to one collection are serialized."""
+
     def __init__(
         self,
         settings: RetrievalSettings,
@@ -86,6 +90,10 @@ class RetrievalService:
     # --- documents -------------------------------------------------------------------
 
     def documents_from_json(self, items: list[DocumentIn]) -> list[SourceDocument]:
+        """``POST /v1/documents`` JSON items as loaded documents (text extracted, titled).
+
+        400 past ``max_documents_per_request`` or for an item without ``source``/``url``/``id``;
+        413/415/400 for content over ``max_document_chars``, of an unread type, or unreadable."""
         if len(items) > self.settings.max_documents_per_request:
             raise BadRequestError(
                 f"{len(items)} documents in one request; the limit is {self.settings.max_documents_per_request}.",
@@ -114,10 +122,18 @@ class RetrievalService:
         return documents
 
     async def ingest(self, documents: list[SourceDocument], collection: str | None) -> list[IngestOutcome]:
+        """Chunk, embed and write ``documents`` into ``collection`` (default: the service's), one
+        outcome per document in order, its ``status`` ``created``, ``updated`` or ``unchanged``
+        (same content hash: nothing written)."""
         name = self.collection(collection)
         async with self._lock(name):
             with engine_errors():
-                outcomes = await asyncio.to_thread(lambda: list(self.store.ingest(documents, name)))
+                try:
+                    outcomes = await asyncio.to_thread(lambda: list(self.store.ingest(documents, name)))
+                except ModerationUnavailable as exc:  # refused, so the client retries; never stored unlabelled
+                    raise ServiceUnavailableError(
+                        f"Documents were not ingested: {exc}.", code="moderation_unavailable"
+                    ) from exc
         for outcome in outcomes:
             DOCUMENTS_INGESTED.labels(outcome.status).inc()
             if outcome.status != "unchanged":
@@ -135,10 +151,13 @@ class RetrievalService:
     async def list_documents(
         self, collection: str | None, limit: int, after: str | None
     ) -> tuple[list[dict[str, Any]], str | None]:
+        """Up to ``limit`` document records in id order after ``after``, and the id to continue from
+        (None at the end); an unknown collection lists nothing."""
         with engine_errors():
-            return await asyncio.to_thread(self.store.list, self.collection(collection), limit, after)
+            return await asyncio.to_thread(self.store.list_records, self.collection(collection), limit, after)
 
     async def get_document(self, collection: str | None, document_id: str) -> dict[str, Any]:
+        """A document's record (title, source, chunks, ...); 404 ``document_not_found``."""
         with engine_errors():
             record = await asyncio.to_thread(self.store.get, self.collection(collection), document_id)
         if record is None:
@@ -146,6 +165,7 @@ class RetrievalService:
         return record
 
     async def delete_document(self, collection: str | None, document_id: str) -> None:
+        """Delete a document with its chunks; 404 ``document_not_found``."""
         name = self.collection(collection)
         async with self._lock(name):
             with engine_errors():
@@ -156,6 +176,7 @@ class RetrievalService:
     # --- collections -----------------------------------------------------------------
 
     async def list_collections(self) -> list[dict[str, Any]]:
+        """Every collection: ``{"id", "object": "collection", "documents", "chunks", "default"}``."""
         with engine_errors():
             found = await asyncio.to_thread(self.store.collections)
         return [
@@ -184,6 +205,17 @@ class RetrievalService:
     # --- search ----------------------------------------------------------------------
 
     async def search(self, request: SearchRequest) -> dict[str, Any]:
+        """``POST /v1/search``: the best ``top_k`` chunks for ``query`` from the requested sources
+        (default ``default_sources``: the index and/or live HTTP sources), fused by reciprocal rank.
+
+        Returns ``{"object": "list", "data": [hit], "sources": {name: {"status", "hits", "message"?}},
+        "collection"}`` with hits best first, each ``{"id", "title", "source", "text", "score",
+        "origin", "url", "heading", "document_id", "chunk_index"}``; scores rank, they are not
+        probabilities. With ``widen``, an index hit takes in neighbouring chunks while their
+        similarity stays above ``widen_min_similarity``. 400 for ``top_k`` over ``max_top_k`` or an
+        unknown source; 503 ``sources_unavailable`` when every source failed (a single failing
+        source is reported in ``sources``, status ``unavailable``, ``timeout``, ...).
+        """
         if request.top_k > self.settings.max_top_k:
             raise BadRequestError(f"top_k is {request.top_k}; the limit is {self.settings.max_top_k}.", param="top_k")
         names = list(dict.fromkeys(request.sources or self.settings.default_sources))

@@ -18,7 +18,7 @@ import httpx
 
 from retrieval_server.clients import SourceError, fetch_json
 from retrieval_server.config import HttpSourceConfig
-from retrieval_server.index import IndexError_, Where
+from retrieval_server.index import IndexEngineError, Where
 from retrieval_server.search import IndexSearcher, SearchHit, Widening
 
 logger = logging.getLogger(__name__)
@@ -166,7 +166,7 @@ async def search_sources(
         except SourceError as exc:
             logger.warning("source failed", extra={"source": source.name, "status": exc.status, "error": str(exc)})
             return [], SourceStatus(exc.status, message=str(exc))
-        except IndexError_ as exc:
+        except IndexEngineError as exc:
             logger.warning("index search failed", extra={"source": source.name, "error": str(exc)})
             return [], SourceStatus("unavailable", message=str(exc))
         return hits, SourceStatus("ok", len(hits))

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from fastapi import FastAPI
+from pydantic import SecretStr
+from starlette.middleware import Middleware
 
 from services.errors import install_error_handlers
 from services.health import ReadinessCheck
 from services.health import router as health_router
+from services.internal_auth import InternalTokenMiddleware
 from services.middleware import RequestContextMiddleware
 
 
@@ -20,12 +23,22 @@ def create_service_app(
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[Any]] | None = None,
     readiness_checks: Mapping[str, ReadinessCheck] | None = None,
     version: str = "0.1.0",
+    internal_token: SecretStr | None = None,
+    middleware: Sequence[Middleware] = (),
 ) -> FastAPI:
-    """An app with OpenAI error JSON, request ids, access logs, metrics and health routes."""
+    """An app with OpenAI error JSON, request ids, access logs, metrics and health routes.
+
+    ``internal_token``: the API answers only callers that send it (the gateway).
+    ``middleware``: run inside the request-id/access-log middleware, so what they answer
+    (a 401, a 429) is logged and carries ``x-request-id`` like any answer."""
     app = FastAPI(title=f"openchatkit {service}", version=version, lifespan=lifespan)
     app.state.service_name = service
     app.state.readiness_checks = dict(readiness_checks or {})
     install_error_handlers(app)
+    for item in reversed(middleware):
+        app.add_middleware(item.cls, *item.args, **item.kwargs)
+    if internal_token is not None:
+        app.add_middleware(InternalTokenMiddleware, token=internal_token.get_secret_value())
     app.add_middleware(RequestContextMiddleware, service=service)
     app.include_router(health_router)
     return app

@@ -1,8 +1,28 @@
-"""Prometheus metrics every service exports at ``/metrics``."""
+"""Prometheus metrics every service exports at ``/metrics``.
+
+A service run as several worker processes (``serve(workers=N)``) has
+``PROMETHEUS_MULTIPROC_DIR`` set before its workers start: each process writes its samples
+there and ``/metrics``, whichever worker answers it, reports the sum over all of them
+(prometheus_client's multiprocess mode; gauges declare how they combine with
+``multiprocess_mode``)."""
 
 from __future__ import annotations
 
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+import atexit
+import os
+from collections.abc import Iterable
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    Metric,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -17,5 +37,36 @@ HTTP_LATENCY = Histogram(
 )
 
 
+MULTIPROCESS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+if os.environ.get(MULTIPROCESS_DIR_ENV):
+    # A worker that exits takes its live gauges (in-flight, queue depths) with it.
+    atexit.register(multiprocess.mark_process_dead, os.getpid())
+
+
+class _AllWorkers(Collector):
+    """Every worker's samples (from the multiprocess directory), plus -- without samples --
+    the families no worker has written yet (a labelled counter nothing has counted), so a
+    scrape lists the same metric names as a single process's would. Process metrics
+    (``process_*``, ``python_gc_*``) are per process and not summed: listed without samples."""
+
+    def __init__(self, directory: str) -> None:
+        self._workers = multiprocess.MultiProcessCollector(None, directory)
+
+    def collect(self) -> Iterable[Metric]:
+        seen = set()
+        for family in self._workers.collect():
+            seen.add(family.name)
+            yield family
+        for family in REGISTRY.collect():
+            if family.name not in seen:
+                yield Metric(family.name, family.documentation, family.type, family.unit)
+
+
 async def metrics_endpoint(_: Request) -> Response:
+    directory = os.environ.get(MULTIPROCESS_DIR_ENV)
+    if directory:
+        registry = CollectorRegistry()
+        registry.register(_AllWorkers(directory))
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

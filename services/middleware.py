@@ -12,6 +12,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from services.errors import ClientDisconnected, InternalServerError
 from services.logging import request_id_var
 from services.metrics import HTTP_LATENCY, HTTP_REQUESTS
+from services.tracing import server_span, set_status_code
 
 logger = logging.getLogger("access")
 
@@ -54,7 +55,13 @@ class RequestContextMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_id)
+            with server_span(
+                f"{scope['method']} {scope['path']}",
+                scope.get("headers", []),
+                {"http.request.method": scope["method"], "url.path": scope["path"], "request_id": request_id},
+            ) as span:
+                await self.app(scope, receive, send_with_id)
+                set_status_code(span, status)
         except ClientDisconnected:
             status = 499
         except Exception:

@@ -7,8 +7,6 @@ Requests are validated strictly on the fields OpenAI defines and keep unknown fi
 
 from __future__ import annotations
 
-import time
-import uuid
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -104,44 +102,3 @@ class CompletionRequest(SamplingFields):
         if isinstance(value, list) and not value:
             raise ValueError("prompt must not be an empty list")
         return value
-
-
-class ModelCard(OpenAIModel):
-    id: str
-    object: Literal["model"] = "model"
-    created: int = Field(default_factory=lambda: int(time.time()))
-    owned_by: str = "openchatkit"
-    max_model_len: int | None = None
-    root: str | None = None
-    parent: str | None = None
-
-
-class ModelList(OpenAIModel):
-    object: Literal["list"] = "list"
-    data: list[ModelCard] = Field(default_factory=list)
-
-
-class UsageInfo(OpenAIModel):
-    prompt_tokens: int = 0
-    completion_tokens: int | None = 0
-    total_tokens: int = 0
-
-
-class ChatCompletionChoice(OpenAIModel):
-    index: int
-    message: ChatMessage
-    finish_reason: str | None = None
-
-
-class ChatCompletionResponse(OpenAIModel):
-    id: str
-    object: Literal["chat.completion"] = "chat.completion"
-    created: int
-    model: str
-    choices: list[ChatCompletionChoice]
-    usage: UsageInfo | None = None
-
-
-def new_completion_id(prefix: str = "chatcmpl") -> str:
-    """A response id unique across processes and restarts."""
-    return f"{prefix}-{uuid.uuid4().hex}"

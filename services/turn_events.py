@@ -1,18 +1,27 @@
 """The turn event the gateway publishes and the feedback worker stores: the contract
-between the two, on a Redis Stream whose entries carry ``kind``, ``id`` and ``data`` (JSON)."""
+between the two, on a Redis Stream whose entries carry ``kind``, ``id`` and ``data`` (JSON).
+:func:`entry_fields` is the one encoder of such an entry (turns here, feedback reports in
+``feedback_server.protocol``)."""
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from redis.typing import EncodableT, FieldT
 
 DEFAULT_EVENTS_STREAM = "openchatkit:events"
 
 EVENT_KIND = "kind"
 EVENT_ID = "id"
 EVENT_DATA = "data"
+
+TURN: Final = "turn"
+FEEDBACK: Final = "feedback"
+EventKind = Literal["turn", "feedback"]
+StreamFields = dict[FieldT, EncodableT]
+"""A stream entry's fields as redis-py's XADD takes them."""
 
 
 class TurnEvent(BaseModel):
@@ -23,6 +32,7 @@ class TurnEvent(BaseModel):
     response_id: str = Field(min_length=1)
     model: str
     messages: list[dict[str, Any]] = Field(description="What was sent to the chat model.")
+    endpoint: str = Field(default="chat", description="chat, or completions (each prompt a user message).")
     answers: list[str] = Field(default_factory=list)
     finish_reasons: list[str | None] = Field(default_factory=list)
     moderation: dict[str, Any] | None = None
@@ -37,6 +47,11 @@ class TurnEvent(BaseModel):
     created_at: float = Field(default_factory=time.time)
 
 
-def turn_fields(turn: TurnEvent) -> dict[str, str]:
-    """A turn as the fields of one stream entry."""
-    return {EVENT_KIND: "turn", EVENT_ID: turn.response_id, EVENT_DATA: turn.model_dump_json()}
+def entry_fields(kind: EventKind, event_id: str, event: BaseModel) -> StreamFields:
+    """An event as the fields of one stream entry: ``{"kind", "id", "data": <event JSON>}``."""
+    return {EVENT_KIND: kind, EVENT_ID: event_id, EVENT_DATA: event.model_dump_json()}
+
+
+def turn_fields(turn: TurnEvent) -> StreamFields:
+    """A turn as the fields of one stream entry (its id is the response id)."""
+    return entry_fields(TURN, turn.response_id, turn)

@@ -104,7 +104,13 @@ def chat_stack(smollm2_dir: Path, log_dir: Path) -> Iterator[ChatStack]:
     vllm = ServiceProcess.module(
         "vllm",
         "chat_server",
-        {"CHAT_PORT": str(port), "CHAT_PROFILE": CHAT_PROFILE, "CHAT_KV_CACHE_SPACE_GIB": "2"},
+        {
+            "CHAT_PORT": str(port),
+            "CHAT_PROFILE": CHAT_PROFILE,
+            "CHAT_KV_CACHE_SPACE_GIB": "2",
+            # request ids in its log: tests follow a client's X-Request-Id into vLLM
+            "CHAT_EXTRA_ARGS": '["--enable-log-requests"]',
+        },
         log_dir,
     ).start()
     chat = ChatModelServer(f"http://127.0.0.1:{port}", CHAT_PROFILE, smollm2_dir, vllm)

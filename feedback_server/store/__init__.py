@@ -1,5 +1,5 @@
 """The durable store: turns and feedback, SQLite by default or PostgreSQL by URL."""
 
-from feedback_server.store.store import ExportRow, FeedbackStore, StoreUnavailable
+from feedback_server.store.turns_and_feedback import ExportRow, FeedbackStore, StoreUnavailable
 
 __all__ = ["ExportRow", "FeedbackStore", "StoreUnavailable"]

@@ -5,7 +5,6 @@ migration's transaction, SQLite a file lock next to the database."""
 from __future__ import annotations
 
 import contextlib
-import fcntl
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +13,8 @@ from alembic.config import Config
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.locks import file_lock
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 _ADVISORY_LOCK_ID = 0x0C4F_EEDB  # any constant shared by every feedback process
@@ -47,11 +48,5 @@ def _sqlite_file_lock(engine: AsyncEngine) -> Iterator[None]:
     if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
         yield
         return
-    lock_path = Path(url.database + ".migrate.lock")
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with lock_path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)  # start-up only, and migrations take milliseconds
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with file_lock(Path(url.database + ".migrate.lock")):  # start-up only, and migrations take milliseconds
+        yield

@@ -1,4 +1,5 @@
-"""Tables: one row per recorded turn, one per feedback report, joined by response id.
+"""Tables: one row per recorded turn, one per feedback report, joined by response id, and
+the gateway's virtual API keys (same database, same migrations).
 
 Feedback carries no foreign key to its turn: the two arrive on the same stream from
 different processes, so a report can be stored before (or without) its turn.
@@ -9,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, Integer, String, Text
 from sqlalchemy import false as sa_false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -54,5 +55,33 @@ class Feedback(Base):
     flag_harmful: Mapped[bool] = mapped_column(Boolean, default=False)
     ideal_response: Mapped[str | None] = mapped_column(Text)
     comment: Mapped[str | None] = mapped_column(Text)
+    key_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    """The gateway's id of the API key that posted it (never the key itself)."""
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     stored_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+
+
+class ApiKey(Base):
+    """A gateway virtual key. Only the sha256 of the key is stored; ``hint`` is its last
+    four characters, for people to tell keys apart."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    previous_key_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    previous_valid_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    hint: Mapped[str] = mapped_column(String(32))
+    alias: Mapped[str | None] = mapped_column(String(128))
+    owner: Mapped[str | None] = mapped_column(String(128), index=True)
+    models: Mapped[list[str] | None] = mapped_column(JSON)
+    rpm: Mapped[int | None] = mapped_column(Integer)
+    tpm: Mapped[int | None] = mapped_column(Integer)
+    max_parallel: Mapped[int | None] = mapped_column(Integer)
+    budget_tokens: Mapped[int | None] = mapped_column(BigInteger)
+    budget_period: Mapped[str | None] = mapped_column(String(8))
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utc_now)
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -7,14 +7,14 @@ both sides alike; ``ignore_eos`` makes every answer the same length.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
-from openchatkit.bench.results import summarize
+from openchatkit.bench.results import figure, save_figure, summarize
+from openchatkit.bench.serving_load import read_chat_stream
 
 PROMPTS = [
     "What is the capital of France?",
@@ -73,19 +73,12 @@ async def one_request(
             response.raise_for_status()
             stats.tokens += response.json()["usage"]["completion_tokens"]
         else:
-            first: float | None = None
             async with http.stream(
                 "POST", target.base_url + "/chat/completions", json=body, headers=headers
             ) as response:
                 response.raise_for_status()
-                async for line in response.aiter_lines():
-                    if not line.startswith("data: ") or line == "data: [DONE]":
-                        continue
-                    event = json.loads(line[6:])
-                    if first is None and any((c.get("delta") or {}).get("content") for c in event.get("choices", [])):
-                        first = time.perf_counter()
-                    if event.get("usage"):
-                        stats.tokens += event["usage"]["completion_tokens"]
+                first, usage = await read_chat_stream(response)
+            stats.tokens += int(usage.get("completion_tokens", 0))
             if first is not None:
                 stats.ttfts.append(first - started)
     except httpx.HTTPError:
@@ -214,13 +207,8 @@ def ratios(direct: dict[str, Any], gateway: dict[str, Any]) -> dict[str, float |
 
 
 def plot(result: dict[str, Any], path: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     labels = [f"{'stream' if c['stream'] else 'json'}\nc={c['concurrency']}" for c in result["configs"]]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (left, right) = figure(2, 11, 4)
     xs = range(len(labels))
     width = 0.38
     for offset, side, color in ((-width / 2, "direct", "#888"), (width / 2, "gateway", "#2a7")):
@@ -244,6 +232,4 @@ def plot(result: dict[str, Any], path: str) -> None:
         axis.set_xticks(list(xs), labels)
         axis.legend()
     fig.suptitle(f"gateway vs direct vLLM ({result['model']}, {result['max_tokens']} tokens)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)

@@ -17,12 +17,13 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
+import typer
 from rich.console import Console
 
-from openchatkit.bench.results import summarize, write_result
+from openchatkit.bench.results import RESULTS_DIR, figure, loadavg, save_figure, summarize, write_result
 from retrieval_server.chunking import Section
 from retrieval_server.config import RetrievalSettings
 from retrieval_server.documents import CHUNK_FILTER_FIELDS, chunk_point_id, document_id_for
@@ -100,8 +101,8 @@ def bench_ingest(
         )
         store = build_store(local, embedder)
         spent: list[float] = []
-        store.embedder.embed = _timed_embedder(embedder, spent)  # type: ignore[method-assign]
-        documents = []
+        store.embedder.embed = _timed_embedder(embedder, spent)  # type: ignore[method-assign,assignment]
+        documents: list[SourceDocument] = []
         sections_per_doc = 4
         while sum(len(store.chunker.split(d.sections)) for d in documents[-1:]) * len(documents) < chunks:
             sections = [Section(f"part {i}", text.paragraph(14)) for i in range(sections_per_doc)]
@@ -238,7 +239,7 @@ def _time_queries(
         started = time.perf_counter()
         index.query("bench", HybridQuery(dense, sparse_query, settings.prefetch_limit, settings.rrf_k), 5)
         engine_ms.append((time.perf_counter() - started) * 1000)
-    row = {
+    row: dict[str, Any] = {
         "engine": engine,
         "size": size,
         "queries": len(prepared),
@@ -263,9 +264,11 @@ def run_benchmark(
     optimize: bool,
     out: Path,
     console: Console,
+    stamped: bool = True,
 ) -> Path:
     from retrieval_server.app import load_embedder
 
+    load_before = loadavg()
     settings = RetrievalSettings()
     embedder = load_embedder(settings)
     sparse = SparseEncoder()
@@ -306,18 +309,13 @@ def run_benchmark(
             },
         },
     }
-    path = write_result("retrieval", payload, out)
+    path = write_result("retrieval", payload, out, load_before=load_before, stamped=stamped)
     plot(payload, path.with_suffix(".png"))
     return path
 
 
 def plot(payload: dict[str, Any], png: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5), gridspec_kw={"width_ratios": [3, 1]})
+    fig, (left, right) = figure(2, 12, 4.5, gridspec_kw={"width_ratios": [3, 1]})
     engines = sorted({r["engine"] for r in payload["search"]})
     for engine in engines:
         rows = sorted((r for r in payload["search"] if r["engine"] == engine), key=lambda r: r["size"])
@@ -343,6 +341,35 @@ def plot(payload: dict[str, Any], png: Path) -> None:
     right.bar(["measured", "goal"], [ingest["chunks_per_s"], GOAL_INGEST_CHUNKS_PER_S], color=["tab:blue", "lightgrey"])
     right.set_title(f"Ingest, {ingest['chunk_tokens']}-token chunks")
     right.set_ylabel("chunks/s")
-    fig.tight_layout()
-    fig.savefig(png, dpi=110)
-    plt.close(fig)
+    save_figure(fig, png)
+
+
+def bench_retrieval(
+    sizes: Annotated[str, typer.Option(help="Collection sizes in chunks, comma separated.")] = "1000,10000,100000",
+    queries: Annotated[int, typer.Option(help="Searches timed per size.")] = 200,
+    ingest_chunks: Annotated[int, typer.Option(help="Chunks for the ingest throughput run.")] = 2000,
+    engines: Annotated[str, typer.Option(help="edge and/or qdrant-client.")] = "edge,qdrant-client",
+    slow_engine_queries: Annotated[
+        int, typer.Option(help="Searches timed on qdrant-client's exact Python engine.")
+    ] = 20,
+    optimize: Annotated[
+        bool, typer.Option("--optimize/--no-optimize", help="Also time Edge with HNSW built at the largest size.")
+    ] = True,
+    out: Annotated[Path, typer.Option(help="Results folder.")] = RESULTS_DIR,
+    stamped: Annotated[bool, typer.Option(hidden=True)] = True,
+) -> Path:
+    """Ingest chunks/s, and search latency p50/p95 at several collection sizes (synthetic corpus)."""
+    console = Console(stderr=True, soft_wrap=True)
+    try:
+        size_list = sorted({int(s) for s in sizes.split(",") if s.strip()})
+    except ValueError:
+        raise typer.BadParameter("sizes must be integers", param_hint="--sizes") from None
+    engine_list = [e.strip() for e in engines.split(",") if e.strip()]
+    for engine in engine_list:
+        if engine not in ("edge", "qdrant-client"):
+            raise typer.BadParameter(f"unknown engine {engine}", param_hint="--engines")
+    path = run_benchmark(
+        size_list, queries, ingest_chunks, engine_list, slow_engine_queries, optimize, out, console, stamped
+    )
+    console.print(f"wrote {path} and {path.with_suffix('.png')}")
+    return path

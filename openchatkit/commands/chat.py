@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated
 
 import openai
 import typer
+from openai.types.chat import ChatCompletionMessageParam
 from rich.console import Console
 
 from openchatkit.apps import app
 
+# Session settings a slash command sets: /name value (parsed by the type, an example for the usage line).
+SETTINGS: dict[str, tuple[Callable[[str], float], str]] = {"temperature": (float, "0.7"), "max_tokens": (int, "128")}
 HELP = "/reset clears the conversation, /temperature X, /max_tokens N, /quit (or Ctrl-D) leaves."
 
 
@@ -22,25 +26,24 @@ class ChatSession:
     system: str | None = None
     temperature: float | None = None
     max_tokens: int | None = None
-    history: list[dict[str, Any]] = field(default_factory=list)
+    history: list[ChatCompletionMessageParam] = field(default_factory=list)
 
     def reset(self) -> None:
         self.history.clear()
 
-    def messages(self) -> list[dict[str, Any]]:
-        system = [{"role": "system", "content": self.system}] if self.system else []
+    def messages(self) -> list[ChatCompletionMessageParam]:
+        system: list[ChatCompletionMessageParam] = [{"role": "system", "content": self.system}] if self.system else []
         return system + self.history
 
     def ask(self, text: str, console: Console) -> str:
         self.history.append({"role": "user", "content": text})
-        options: dict[str, Any] = {}
-        if self.temperature is not None:
-            options["temperature"] = self.temperature
-        if self.max_tokens is not None:
-            options["max_tokens"] = self.max_tokens
         try:
             stream = self.client.chat.completions.create(
-                model=self.model, messages=self.messages(), stream=True, **options
+                model=self.model,
+                messages=self.messages(),
+                stream=True,
+                temperature=openai.omit if self.temperature is None else self.temperature,
+                max_tokens=openai.omit if self.max_tokens is None else self.max_tokens,
             )
             parts: list[str] = []
             for chunk in stream:
@@ -64,18 +67,13 @@ def handle_command(session: ChatSession, line: str, console: Console) -> bool:
     if name == "reset":
         session.reset()
         console.print("[dim]conversation cleared[/]")
-    elif name == "temperature":
+    elif name in SETTINGS:
+        parse, example = SETTINGS[name]
         try:
-            session.temperature = float(arg)
-            console.print(f"[dim]temperature = {session.temperature}[/]")
+            setattr(session, name, parse(arg))
+            console.print(f"[dim]{name} = {getattr(session, name)}[/]")
         except ValueError:
-            console.print("[red]usage: /temperature 0.7[/]")
-    elif name == "max_tokens":
-        try:
-            session.max_tokens = int(arg)
-            console.print(f"[dim]max_tokens = {session.max_tokens}[/]")
-        except ValueError:
-            console.print("[red]usage: /max_tokens 128[/]")
+            console.print(f"[red]usage: /{name} {example}[/]")
     else:
         console.print(f"[dim]{HELP}[/]")
     return True
@@ -86,11 +84,15 @@ def chat(
     base_url: Annotated[
         str, typer.Option(envvar="OPENCHATKIT_BASE_URL", help="The gateway's OpenAI API.")
     ] = "http://127.0.0.1:8000/v1",
-    api_key: Annotated[str, typer.Option(envvar="OPENCHATKIT_API_KEY")] = "sk-local",
+    api_key: Annotated[str, typer.Option(help="The key the gateway takes.", envvar="OPENCHATKIT_API_KEY")] = "sk-local",
     model: Annotated[str | None, typer.Option(help="Model id (default: the first the gateway lists).")] = None,
     system: Annotated[str | None, typer.Option(help="A system prompt.")] = None,
 ) -> None:
-    """Chat in the terminal with streaming answers."""
+    """Chat in the terminal with streaming answers.
+
+    /reset clears the conversation, /temperature X and /max_tokens N set sampling, /quit (or Ctrl-D) leaves.
+    Exit status 1 when no model answers at --base-url.
+    """
     console = Console(highlight=False)
     client = openai.OpenAI(base_url=base_url, api_key=api_key, max_retries=1)
     try:

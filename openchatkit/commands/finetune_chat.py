@@ -1,85 +1,110 @@
-"""``openchatkit finetune chat``."""
+"""``openchatkit finetune chat``: TRL recipes (SFT, DPO, KTO) from a config file, flags on top."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from openchatkit.apps import finetune_app
 
 console = Console(stderr=True)
 
 
-def default_base_model() -> str:
-    from chat_server.config import ChatServerSettings
-    from chat_server.prepare import prepare_model
-    from chat_server.profiles import get_profile
-
-    settings = ChatServerSettings()
-    return settings.model_path or prepare_model(get_profile(settings.profile), settings.cache_dir)
+def _given_flags(values: dict[str, Any]) -> list[str]:
+    """The flags the user gave, as they would be passed on again (for the launch command)."""
+    flags = []
+    for key, value in values.items():
+        if value is None:
+            continue
+        flags += [f"--{key.replace('_', '-')}", str(value)]
+    return flags
 
 
 @finetune_app.command("chat")
 def chat(
-    data: Annotated[str, typer.Option(help="path:weight,... of OpenChatKit JSONL (e.g. from `feedback export`).")],
-    output: Annotated[Path, typer.Option(help="Where the adapter (or full model) is written.")],
-    base_model: Annotated[
-        str | None, typer.Option(help="Default: the configured chat profile's prepared model.")
+    config: Annotated[
+        str | None,
+        typer.Option(help="A recipe: NAME in training/configs/ (e.g. smollm2-135m-lora-cpu) or a YAML path."),
     ] = None,
-    method: Annotated[str, typer.Option(help="lora or full.")] = "lora",
-    epochs: Annotated[float, typer.Option()] = 1.0,
+    objective: Annotated[str | None, typer.Option(help="sft, dpo or kto (default: the config's, else sft).")] = None,
+    data: Annotated[
+        str | None, typer.Option(help="path:weight,... of JSONL (e.g. from `feedback export`); sampled by weight.")
+    ] = None,
+    output: Annotated[Path | None, typer.Option(help="Where the adapter (or full model) is written.")] = None,
+    base_model: Annotated[str | None, typer.Option(help="Default: the profile's prepared model.")] = None,
+    profile: Annotated[str | None, typer.Option(help="The serving profile whose chat template is used.")] = None,
+    method: Annotated[str | None, typer.Option(help="lora or full.")] = None,
+    epochs: Annotated[float | None, typer.Option()] = None,
     max_steps: Annotated[int | None, typer.Option(help="Stop after this many optimizer steps.")] = None,
-    learning_rate: Annotated[float, typer.Option()] = 2e-4,
-    batch_size: Annotated[int, typer.Option()] = 4,
-    max_length: Annotated[int, typer.Option(help="Tokens per example.")] = 512,
-    lora_rank: Annotated[int, typer.Option()] = 8,
-    seed: Annotated[int, typer.Option()] = 42,
+    learning_rate: Annotated[float | None, typer.Option()] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Per device.")] = None,
+    gradient_accumulation_steps: Annotated[int | None, typer.Option()] = None,
+    max_length: Annotated[int | None, typer.Option(help="Tokens per sequence.")] = None,
+    lora_r: Annotated[int | None, typer.Option(help="LoRA rank.")] = None,
+    beta: Annotated[float | None, typer.Option(help="DPO/KTO beta.")] = None,
+    validation_fraction: Annotated[float | None, typer.Option(help="Held out by prompt hash.")] = None,
+    save_steps: Annotated[int | None, typer.Option(help="Checkpoint every N steps.")] = None,
+    eval_steps: Annotated[int | None, typer.Option(help="Validation loss every N steps.")] = None,
+    seed: Annotated[int | None, typer.Option()] = None,
+    resume: Annotated[bool, typer.Option(help="Continue from the latest checkpoint of this output.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option(help="Check config, data and DeepSpeed config; print parameters, memory, launch command.")
+    ] = False,
 ) -> None:
-    """Fine-tune the chat model on OpenChatKit JSONL; vLLM serves the result by name."""
+    """Fine-tune the chat model with TRL; the result is an adapter vLLM serves by name (or a full model)."""
     from pydantic import ValidationError
 
-    from training.chat import ChatFinetuneConfig, finetune_chat
+    from training.config import load_config
     from training.data import DataError
 
+    flags = {
+        "objective": objective,
+        "data": data,
+        "output_dir": str(output) if output else None,
+        "base_model": base_model,
+        "profile": profile,
+        "method": method,
+        "epochs": epochs,
+        "max_steps": max_steps,
+        "learning_rate": learning_rate,
+        "batch_size": batch_size,
+        "gradient_accumulation_steps": gradient_accumulation_steps,
+        "max_length": max_length,
+        "lora_r": lora_r,
+        "beta": beta,
+        "validation_fraction": validation_fraction,
+        "save_steps": save_steps,
+        "eval_steps": eval_steps,
+        "seed": seed,
+    }
     try:
-        config = ChatFinetuneConfig(
-            base_model=base_model or default_base_model(),
-            data=data,
-            output_dir=output,
-            method=method,  # type: ignore[arg-type]
-            epochs=epochs,
-            max_steps=max_steps,
-            learning_rate=learning_rate,
-            batch_size=batch_size,
-            max_length=max_length,
-            lora_rank=lora_rank,
-            seed=seed,
-        )
-    except ValidationError as exc:
+        recipe = load_config(config, flags)
+    except (ValidationError, FileNotFoundError, ValueError) as exc:
         raise typer.BadParameter(str(exc)) from None
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        TextColumn("loss {task.fields[loss]}"),
-        TimeElapsedColumn(),
-        console=console,
-    ) as progress:
-        task = progress.add_task(f"fine-tuning ({config.method})", total=None, loss="-")
+    if dry_run:
+        from training.plan import PlanError, plan
 
-        def on_step(step: int, steps: int, loss: float) -> None:
-            progress.update(task, completed=step, total=steps, loss=f"{loss:.3f}")
-
+        cli_flags = {k if k != "output_dir" else "output": v for k, v in flags.items() if k != "objective"}
         try:
-            summary = finetune_chat(config, on_step)
-        except DataError as exc:
+            report = plan(recipe, config, _given_flags(cli_flags))
+        except (DataError, PlanError) as exc:
             console.print(f"[red]error:[/red] {exc}")
             raise typer.Exit(2) from None
+        typer.echo(json.dumps(report, indent=2))
+        return
+    if recipe.data is None or recipe.output_dir is None:
+        raise typer.BadParameter("training needs --data and --output (or data/output_dir in the config)")
+    from training.chat import finetune_chat
+
+    try:
+        summary = finetune_chat(recipe, resume=resume, progress=True)
+    except DataError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
     typer.echo(json.dumps(summary))
-    if config.method == "lora":
-        console.print(f'serve it: CHAT_LORA_MODULES=\'{{"my-adapter": "{config.output_dir}"}}\' openchatkit run')
+    if recipe.method == "lora":
+        console.print(f'serve it: CHAT_LORA_MODULES=\'{{"my-adapter": "{recipe.output_dir}"}}\' openchatkit run')

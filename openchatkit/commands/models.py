@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 
 from chat_server.config import ChatServerSettings
 from chat_server.prepare import ModelPreparationError, prepare_model
@@ -38,7 +38,7 @@ def prepare_models(
         ) as progress:
             task = progress.add_task(name, total=None)
 
-            def on_step(description: str, step: int, steps: int, task: int = task, name: str = name) -> None:
+            def on_step(description: str, step: int, steps: int, task: TaskID = task, name: str = name) -> None:
                 progress.update(task, description=f"{name}: {description}", completed=step, total=steps)
 
             try:

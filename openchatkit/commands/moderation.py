@@ -1,11 +1,10 @@
-"""``openchatkit finetune moderation``, ``openchatkit eval moderation`` and ``openchatkit bench moderation``."""
+"""``openchatkit finetune moderation`` and ``openchatkit eval moderation`` (``bench moderation``: openchatkit/bench)."""
 
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import httpx
 import typer
@@ -13,10 +12,10 @@ from rich.console import Console
 from rich.table import Table
 
 from moderation_server.config import ModerationSettings
-from moderation_server.dataset import DatasetError, load_jsonl, load_split
-from moderation_server.evaluation import EvaluationReport, evaluate
-from moderation_server.labels import LABELS
-from openchatkit.apps import bench_app, eval_app, finetune_app
+from moderation_server.dataset import DatasetError, LabelledText, load_jsonl, split_path
+from moderation_server.evaluation import BenignReport, EvaluationReport, evaluate, evaluate_benign
+from openchatkit.apps import eval_app, finetune_app
+from services.moderation_labels import LABELS
 
 if TYPE_CHECKING:
     from moderation_server.model import TextClassifier
@@ -86,24 +85,68 @@ def eval_moderation(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
     url: UrlOption = None,
     artifact: ArtifactOption = None,
+    ood: Annotated[
+        Path | None,
+        typer.Option(help="Out-of-distribution benign set reported beside FILE (default: the shipped ood-test)."),
+    ] = None,
+    no_ood: Annotated[bool, typer.Option("--no-ood", help="Skip the out-of-distribution benign set.")] = False,
 ) -> None:
-    """Per-label precision/recall/F1, macro-F1, accuracy and a confusion matrix on FILE."""
+    """Per-label precision/recall/F1, macro-F1, accuracy and a confusion matrix on FILE, and
+    the false-flag rates on an out-of-distribution benign set (code, numbers, tokens, prose,
+    everyday troubles, non-English text ...), with the share the language policy would route."""
     try:
         examples = load_jsonl(file)
+        benign = [] if no_ood else load_jsonl(ood or split_path("ood-test"))
     except DatasetError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
-    texts = [e.text for e in examples]
+    texts = [e.text for e in examples] + [e.text for e in benign]
     if url:
         predicted = predict_remote(url, texts)
     else:
         classifier = load_local_classifier(artifact)
         predicted = [classifier.label(s) for s in classifier.probabilities(texts)]
-    report = evaluate([e.label for e in examples], predicted)
+    report = evaluate([e.label for e in examples], predicted[: len(examples)])
+    ood_report = evaluate_benign_set(benign, predicted[len(examples) :]) if benign else None
     if as_json:
-        print(json.dumps(report.to_dict()))
+        payload = report.to_dict()
+        if ood_report is not None:
+            payload["out_of_distribution"] = ood_report.to_dict()
+        print(json.dumps(payload))
     else:
         print_report(report)
+        if ood_report is not None:
+            print_benign_report(ood_report)
+
+
+def evaluate_benign_set(examples: list[LabelledText], predicted: list[str]) -> BenignReport:
+    """The benign report, plus how many texts the language policy marks unjudgeable."""
+    from moderation_server.language import LanguagePolicy
+
+    settings = ModerationSettings()
+    policy = LanguagePolicy(
+        settings.supported_languages, settings.language_min_confidence, settings.language_min_letters
+    )
+    report = evaluate_benign([e.label for e in examples], predicted, [e.kind for e in examples])
+    report.unsupported_language = sum(not policy.check(e.text).supported for e in examples)
+    return report
+
+
+def print_benign_report(report: BenignReport) -> None:
+    out = Console()
+    out.print(
+        f"out-of-distribution benign set ({report.examples} texts): casual false-flag rate "
+        f"{report.casual_false_flag_rate:.3f} ({report.casual_examples} casual), cautioned or refused "
+        f"{report.cautioned_rate:.3f}, refused {report.refused_rate:.3f}; "
+        f"{report.unsupported_language} in a language the classifier cannot judge (language policy applies)"
+    )
+    table = Table(title="false flags by kind")
+    table.add_column("kind")
+    table.add_column("flagged", justify="right")
+    table.add_column("texts", justify="right")
+    for kind, row in sorted(report.by_kind.items()):
+        table.add_row(kind, str(row["flagged"]), str(row["examples"]))
+    out.print(table)
 
 
 def print_report(report: EvaluationReport) -> None:
@@ -136,91 +179,3 @@ def _short(label: str) -> str:
         "needs caution": "caution",
         "needs intervention": "interv.",
     }[label]
-
-
-@bench_app.command("moderation")
-def bench_moderation(
-    singles: Annotated[int, typer.Option(help="Single-text requests to time.")] = 300,
-    batch_size: Annotated[int, typer.Option(help="Texts per batch for the throughput run.")] = 64,
-    batches: Annotated[int, typer.Option(help="Batches for the throughput run.")] = 30,
-    url: UrlOption = None,
-    artifact: ArtifactOption = None,
-) -> None:
-    """p50/p95 latency of single texts and throughput of batches; JSON (+ PNG) under benchmarks/results/."""
-    from openchatkit.bench.results import RESULTS_DIR, summarize, write_result
-
-    texts = [e.text for split in ("test", "dev") for e in load_split(split)]
-    if url:
-        client = httpx.Client(base_url=url.rstrip("/"), timeout=300, trust_env=False)
-
-        def run(batch: list[str]) -> None:
-            client.post("/v1/classify", json={"input": batch}).raise_for_status()
-
-        target = {"mode": "http", "url": url}
-    else:
-        classifier = load_local_classifier(artifact)
-
-        def run(batch: list[str]) -> None:
-            classifier.probabilities(batch, batch_size)
-
-        target = {"mode": "in-process", "artifact": str(artifact_dir(artifact))}
-    import torch
-
-    for text in texts[:20]:  # warm-up, single texts and one full batch
-        run([text])
-    run(texts[:batch_size])
-    latencies = []
-    for i in range(singles):
-        started = time.perf_counter()
-        run([texts[i % len(texts)]])
-        latencies.append((time.perf_counter() - started) * 1000)
-    batch_seconds = []
-    for b in range(batches):
-        batch = [texts[(b * batch_size + j) % len(texts)] for j in range(batch_size)]
-        started = time.perf_counter()
-        run(batch)
-        batch_seconds.append(time.perf_counter() - started)
-    throughput = batch_size * batches / sum(batch_seconds)
-    single = summarize(latencies)
-    payload: dict[str, Any] = {
-        "target": target,
-        "torch_threads": torch.get_num_threads(),
-        "single_text_latency_ms": single,
-        "batched": {
-            "batch_size": batch_size,
-            "batches": batches,
-            "texts_per_second": throughput,
-            "batch_latency_ms": summarize([s * 1000 for s in batch_seconds]),
-        },
-        "goals": {
-            "p50_ms_at_most": 10.0,
-            "texts_per_second_at_least": 200.0,
-            "p50_met": single["p50"] <= 10.0,
-            "throughput_met": throughput >= 200.0,
-        },
-    }
-    name = "moderation" if not url else "moderation-http"
-    path = write_result(name, payload)
-    _plot(latencies, RESULTS_DIR / f"{name}-latest.png", throughput, batch_size)
-    console.print(
-        f"single text: p50 {single['p50']:.2f} ms, p95 {single['p95']:.2f} ms; "
-        f"batches of {batch_size}: {throughput:.0f} texts/s -> {path}"
-    )
-
-
-def _plot(latencies: list[float], path: Path, throughput: float, batch_size: int) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axis = plt.subplots(figsize=(7, 4))
-    axis.hist(latencies, bins=40, color="#4477aa")
-    axis.axvline(10.0, color="#cc3311", linestyle="--", label="goal: p50 <= 10 ms")
-    axis.set_xlabel("single-text latency (ms)")
-    axis.set_ylabel("requests")
-    axis.set_title(f"moderation classifier; batches of {batch_size}: {throughput:.0f} texts/s")
-    axis.legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)

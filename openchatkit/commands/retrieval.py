@@ -1,17 +1,16 @@
-"""``openchatkit ingest``, ``openchatkit eval retrieval`` and ``openchatkit bench retrieval``."""
+"""``openchatkit ingest`` and ``openchatkit eval retrieval`` (``bench retrieval``: openchatkit/bench)."""
 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, cast
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from openchatkit.apps import app, bench_app, eval_app
+from openchatkit.apps import app, eval_app
 from retrieval_server.bulk_ingest import (
     IngestReport,
     LocalIngest,
@@ -23,7 +22,7 @@ from retrieval_server.bulk_ingest import (
 )
 from retrieval_server.config import RetrievalSettings
 from retrieval_server.documents import IngestOutcome
-from retrieval_server.index import IndexError_
+from retrieval_server.index import EmbeddedEngine, IndexEngineError
 from retrieval_server.loaders import iter_paths
 
 console = Console(stderr=True, soft_wrap=True)
@@ -48,7 +47,12 @@ def ingest(
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
 ) -> None:
-    """Ingest documents; unchanged ones are skipped, changed ones replaced."""
+    """Ingest documents; unchanged ones are skipped, changed ones replaced.
+
+    Through the retrieval service (--url, with the stack's internal token), or with --local into the embedded index.
+    --json prints {"created", "updated", "unchanged", "chunks", "failures": [{"path", "error"}]} on stdout.
+    Exit status 1 when any file failed or the index refused the write, else 0.
+    """
     try:
         files = list(iter_paths(paths))
     except FileNotFoundError as exc:
@@ -56,7 +60,7 @@ def ingest(
     if not files:
         console.print("[yellow]nothing to ingest[/yellow]")
         raise typer.Exit(0)
-    settings = RetrievalSettings(**({"data_dir": data_dir} if data_dir else {}))
+    settings = RetrievalSettings(data_dir=data_dir) if data_dir else RetrievalSettings()
     report = IngestReport()
     with Progress(
         SpinnerColumn(),
@@ -89,12 +93,12 @@ def ingest(
             if local:
                 run_local(files, settings, collection, optimize, report, on_chunks, on_document, on_file)
             else:
-                remote = RemoteIngest(url, collection, settings)
+                remote = RemoteIngest(url, collection, settings, api_key=_internal_token(settings))
                 try:
                     remote.run(files, report, on_chunks, on_document, on_file)
                 finally:
                     remote.close()
-        except IndexError_ as exc:
+        except IndexEngineError as exc:
             console.print(f"[red]error:[/red] {exc}")
             raise typer.Exit(1) from None
     if as_json:
@@ -105,6 +109,17 @@ def ingest(
             f"{report.chunks} chunks written, {len(report.failures)} failed"
         )
     raise typer.Exit(1 if report.failures else 0)
+
+
+def _internal_token(settings: RetrievalSettings) -> str | None:
+    """The retrieval service answers only holders of the stack's internal token
+    (RETRIEVAL_INTERNAL_TOKEN, else the one `openchatkit run` keeps in the data dir)."""
+    if settings.internal_token is not None:
+        return settings.internal_token.get_secret_value()
+    from openchatkit.secrets import StackSecrets
+
+    found = StackSecrets.load(settings.data_dir)
+    return found.internal_token if found else None
 
 
 def run_local(
@@ -160,7 +175,7 @@ def eval_retrieval(
         raise typer.BadParameter("give --docs and --questions (or --lookalikes N)", param_hint="--docs")
     try:
         items = load_questions(questions)
-        result = evaluate(docs, items, engine=engine)
+        result = evaluate(docs, items, engine=cast(EmbeddedEngine, engine))
     except EvalError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
@@ -207,33 +222,3 @@ def _eval_lookalikes(sizes: str, variants: str | None, hnsw: bool, all_misses: b
         reports.append(report)
     if as_json:
         print(json.dumps(reports if len(reports) > 1 else reports[0]))
-
-
-@bench_app.command("retrieval")
-def bench_retrieval(
-    sizes: Annotated[str, typer.Option(help="Collection sizes in chunks, comma separated.")] = "1000,10000,100000",
-    queries: Annotated[int, typer.Option(help="Searches timed per size.")] = 200,
-    ingest_chunks: Annotated[int, typer.Option(help="Chunks for the ingest throughput run.")] = 2000,
-    engines: Annotated[str, typer.Option(help="edge and/or qdrant-client.")] = "edge,qdrant-client",
-    slow_engine_queries: Annotated[
-        int, typer.Option(help="Searches timed on qdrant-client's exact Python engine.")
-    ] = 20,
-    optimize: Annotated[
-        bool, typer.Option("--optimize/--no-optimize", help="Also time Edge with HNSW built at the largest size.")
-    ] = True,
-    out: Annotated[Path, typer.Option(help="Results folder.")] = Path("benchmarks/results"),
-) -> None:
-    """Ingest chunks/s, and search latency p50/p95 at several collection sizes (synthetic corpus)."""
-    from openchatkit.bench.retrieval import run_benchmark
-
-    try:
-        size_list = sorted({int(s) for s in sizes.split(",") if s.strip()})
-    except ValueError:
-        raise typer.BadParameter("sizes must be integers", param_hint="--sizes") from None
-    engine_list = [e.strip() for e in engines.split(",") if e.strip()]
-    for engine in engine_list:
-        if engine not in ("edge", "qdrant-client"):
-            raise typer.BadParameter(f"unknown engine {engine}", param_hint="--engines")
-    path = run_benchmark(size_list, queries, ingest_chunks, engine_list, slow_engine_queries, optimize, out, console)
-    console.print(f"wrote {path} and {path.with_suffix('.png')}")
-    sys.stdout.flush()

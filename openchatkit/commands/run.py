@@ -8,7 +8,6 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from chat_server.config import ChatServerSettings
 from chat_server.prepare import ModelPreparationError, prepare_model
 from chat_server.profiles import get_profile
 from openchatkit.apps import app
@@ -42,14 +41,19 @@ def run(
     ] = None,
     port: Annotated[int | None, typer.Option(help="Gateway port (default 8000).")] = None,
 ) -> None:
-    """Start the whole stack on this machine, print the URL, stop everything on Ctrl-C."""
+    """Start the whole stack on this machine, print the URL, stop everything on Ctrl-C.
+
+    Gateway :8000, chat model :8001, moderation :8002, retrieval :8003, feedback :8004.
+    Data under OPENCHATKIT_DATA_DIR; Redis from REDIS_URL when it answers, else a private one.
+    Exit status 1 when the model cannot be prepared or a service fails to start or dies, 0 after Ctrl-C.
+    """
     overrides: dict[str, object] = {}
     if api_key is not None:
         overrides["api_key"] = api_key
     if port is not None:
         overrides["gateway_port"] = port
     stack = StackSettings(**overrides)  # type: ignore[arg-type]
-    chat = ChatServerSettings()
+    chat = stack.chat()
     profile = get_profile(chat.profile)
     if chat.model_path is None:
         try:

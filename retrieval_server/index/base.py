@@ -7,7 +7,7 @@
 
 Both take the same points, filters and queries and must give the same answers; the
 congruence tests in tests/retrieval_server hold them to it. Engine errors surface as
-:class:`IndexError_` subclasses so callers never see an engine's own exception types.
+:class:`IndexEngineError` subclasses so callers never see an engine's own exception types.
 """
 
 from __future__ import annotations
@@ -98,15 +98,15 @@ class SparseQuery:
 Query = HybridQuery | DenseQuery | SparseQuery
 
 
-class IndexError_(RuntimeError):
+class IndexEngineError(RuntimeError):
     """The vector engine failed or refused an operation."""
 
 
-class IndexUnavailable(IndexError_):
+class IndexUnavailable(IndexEngineError):
     """The engine cannot be reached or opened (server down, path locked by another process)."""
 
 
-class IndexMismatch(IndexError_):
+class IndexMismatch(IndexEngineError):
     """A collection exists with vector parameters other than the ones asked for."""
 
 
@@ -212,6 +212,52 @@ class SerializedIndex(VectorIndex):
 
     def close(self) -> None:
         self._locked(self.inner.close)
+
+
+C = TypeVar("C")
+F = TypeVar("F")
+
+
+def check_dense_size(spec: CollectionSpec, size: int | None) -> None:
+    """:class:`IndexMismatch` unless an existing collection's dense vectors (``size``
+    dimensions; None: no dense vectors) are the size ``spec`` asks for."""
+    if size != spec.dense_size:
+        raise IndexMismatch(
+            f"collection '{spec.name}' holds {size}-dimensional vectors, but the embedding model makes "
+            f"{spec.dense_size}; use another collection or delete this one and ingest again"
+        )
+
+
+def point_vectors(point: IndexPoint, sparse: Callable[[SparseVector], Any]) -> dict[str, Any]:
+    """A point's named vectors as an engine takes them: ``dense`` as floats, ``bm25`` through
+    the engine's ``sparse`` constructor; a vector the point lacks is left out."""
+    vectors: dict[str, Any] = {}
+    if point.dense is not None:
+        vectors[DENSE] = [float(x) for x in point.dense]
+    if point.sparse is not None:
+        vectors[SPARSE] = sparse(point.sparse)
+    return vectors
+
+
+def dense_of(vector: Any) -> list[float] | None:
+    """The dense vector of a record an engine returned (its named vectors), if it has one."""
+    if isinstance(vector, dict) and DENSE in vector:
+        return [float(x) for x in vector[DENSE]]
+    return None
+
+
+def where_filter(
+    where: Where, condition: Callable[[str, list[PayloadValue]], C], make_filter: Callable[..., F]
+) -> F | None:
+    """``where`` as an engine's filter: each match through ``condition(field, values)``, then
+    ``make_filter(must=..., must_not=...)`` (Qdrant's shape, in both engines); None when empty."""
+    if not where:
+        return None
+    must: list[C] = []
+    must_not: list[C] = []
+    for match in where:
+        (must_not if match.negate else must).append(condition(match.field, list(match.values)))
+    return make_filter(must=must or None, must_not=must_not or None)
 
 
 def order_hits(hits: list[IndexHit]) -> list[IndexHit]:

@@ -17,7 +17,7 @@ import threading
 import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import qdrant_edge as edge
 
@@ -27,17 +27,21 @@ from retrieval_server.index.base import (
     CollectionSpec,
     DenseQuery,
     HybridQuery,
-    IndexError_,
+    IndexEngineError,
     IndexHit,
-    IndexMismatch,
     IndexPoint,
     IndexUnavailable,
+    PayloadValue,
     Query,
     SparseQuery,
     SparseVector,
     VectorIndex,
     Where,
+    check_dense_size,
+    dense_of,
     order_hits,
+    point_vectors,
+    where_filter,
 )
 
 logger = logging.getLogger(__name__)
@@ -50,7 +54,7 @@ HNSW = edge.HnswIndexConfig(m=16, ef_construct=100, full_scan_threshold=10_000)
 def _engine_errors(what: str) -> Iterator[None]:
     try:
         yield
-    except IndexError_:
+    except IndexEngineError:
         raise
     except Exception as exc:  # Edge raises plain Exception/ValueError with the engine's message
         message = str(exc)
@@ -58,7 +62,7 @@ def _engine_errors(what: str) -> Iterator[None]:
             raise IndexUnavailable(
                 f"the index is in use by another process ({what}); stop it or go through the retrieval server"
             ) from exc
-        raise IndexError_(f"Qdrant Edge failed {what}: {message}") from exc
+        raise IndexEngineError(f"Qdrant Edge failed {what}: {message}") from exc
 
 
 class EdgeIndex(VectorIndex):
@@ -79,7 +83,7 @@ class EdgeIndex(VectorIndex):
             shard = self._shards.get(name)
             if shard is None:
                 if not (self._dir(name) / CONFIG_FILE).exists():
-                    raise IndexError_(f"collection '{name}' does not exist")
+                    raise IndexEngineError(f"collection '{name}' does not exist")
                 with _engine_errors(f"opening collection {name}"):
                     shard = edge.EdgeShard.load(str(self._dir(name)))
                 self._shards[name] = shard
@@ -109,12 +113,7 @@ class EdgeIndex(VectorIndex):
             logger.info("created collection", extra={"collection": spec.name, "engine": self.engine})
 
     def _check_vectors(self, spec: CollectionSpec) -> None:
-        size = _dense_size(self._dir(spec.name))
-        if size != spec.dense_size:
-            raise IndexMismatch(
-                f"collection '{spec.name}' holds {size}-dimensional vectors, but the embedding model makes "
-                f"{spec.dense_size}; use another collection or delete this one and ingest again"
-            )
+        check_dense_size(spec, _dense_size(self._dir(spec.name)))
 
     def collection_exists(self, name: str) -> bool:
         return (self._dir(name) / CONFIG_FILE).exists()
@@ -135,7 +134,7 @@ class EdgeIndex(VectorIndex):
     def upsert(self, collection: str, points: Sequence[IndexPoint]) -> None:
         if not points:
             return
-        batch = [edge.Point(p.id, _vectors(p), p.payload) for p in points]
+        batch = [edge.Point(p.id, point_vectors(p, _sparse), p.payload) for p in points]
         with _engine_errors(f"writing to {collection}"):
             self._shard(collection).update(edge.UpdateOperation.upsert_points(batch))
 
@@ -154,7 +153,7 @@ class EdgeIndex(VectorIndex):
             records = self._shard(collection).retrieve(
                 [uuid.UUID(i) for i in ids], with_payload=True, with_vector=[DENSE] if with_dense else False
             )
-        return [IndexHit(str(r.id), 1.0, dict(r.payload or {}), _dense_of(r.vector)) for r in records]
+        return [IndexHit(str(r.id), 1.0, dict(r.payload or {}), dense_of(r.vector)) for r in records]
 
     def scroll(
         self, collection: str, where: Where = (), limit: int = 100, offset: str | None = None
@@ -246,15 +245,6 @@ def _dense_size(directory: Path) -> int | None:
     return int(dense["size"]) if isinstance(dense, dict) and "size" in dense else None
 
 
-def _vectors(point: IndexPoint) -> dict[str, Any]:
-    vectors: dict[str, Any] = {}
-    if point.dense is not None:
-        vectors[DENSE] = [float(x) for x in point.dense]
-    if point.sparse is not None:
-        vectors[SPARSE] = _sparse(point.sparse)
-    return vectors
-
-
 def _fusion(query: HybridQuery) -> Any:
     if query.fusion == "dbsf":
         return edge.Fusion.Dbsf()
@@ -265,21 +255,11 @@ def _sparse(vector: SparseVector) -> edge.SparseVector:
     return edge.SparseVector(list(vector.indices), list(vector.values))
 
 
-def _dense_of(vector: Any) -> list[float] | None:
-    if isinstance(vector, dict) and DENSE in vector:
-        return [float(x) for x in vector[DENSE]]
-    return None
+def _condition(field: str, values: list[PayloadValue]) -> edge.FieldCondition:
+    # One payload type per field (keywords or integers), as Qdrant matches them.
+    matches = edge.MatchValue(values[0]) if len(values) == 1 else edge.MatchAny(cast("list[str] | list[int]", values))
+    return edge.FieldCondition(key=field, match=matches)
 
 
 def _filter(where: Where) -> edge.Filter | None:
-    if not where:
-        return None
-    must: list[Any] = []
-    must_not: list[Any] = []
-    for match in where:
-        values = list(match.values)
-        condition = edge.FieldCondition(
-            key=match.field, match=edge.MatchValue(values[0]) if len(values) == 1 else edge.MatchAny(values)
-        )
-        (must_not if match.negate else must).append(condition)
-    return edge.Filter(must=must or None, must_not=must_not or None)
+    return where_filter(where, _condition, edge.Filter)

@@ -8,7 +8,7 @@ import logging
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
@@ -19,17 +19,21 @@ from retrieval_server.index.base import (
     CollectionSpec,
     DenseQuery,
     HybridQuery,
-    IndexError_,
+    IndexEngineError,
     IndexHit,
-    IndexMismatch,
     IndexPoint,
     IndexUnavailable,
+    PayloadValue,
     Query,
     SparseQuery,
     SparseVector,
     VectorIndex,
     Where,
+    check_dense_size,
+    dense_of,
     order_hits,
+    point_vectors,
+    where_filter,
 )
 
 logger = logging.getLogger(__name__)
@@ -43,9 +47,9 @@ def _engine_errors(what: str) -> Iterator[None]:
     except ResponseHandlingException as exc:
         raise IndexUnavailable(f"Qdrant is unavailable ({what}): {exc}") from exc
     except UnexpectedResponse as exc:
-        raise IndexError_(f"Qdrant refused {what}: {exc}") from exc
+        raise IndexEngineError(f"Qdrant refused {what}: {exc}") from exc
     except (ValueError, KeyError) as exc:  # the embedded engine's "not found" and friends
-        raise IndexError_(f"Qdrant failed {what}: {exc}") from exc
+        raise IndexEngineError(f"Qdrant failed {what}: {exc}") from exc
 
 
 class QdrantClientIndex(VectorIndex):
@@ -87,12 +91,7 @@ class QdrantClientIndex(VectorIndex):
 
     def _check_vectors(self, spec: CollectionSpec) -> None:
         vectors = self.client.get_collection(spec.name).config.params.vectors
-        size = vectors[DENSE].size if isinstance(vectors, dict) and DENSE in vectors else None
-        if size != spec.dense_size:
-            raise IndexMismatch(
-                f"collection '{spec.name}' holds {size}-dimensional vectors, but the embedding model makes "
-                f"{spec.dense_size}; use another collection or delete this one and ingest again"
-            )
+        check_dense_size(spec, vectors[DENSE].size if isinstance(vectors, dict) and DENSE in vectors else None)
 
     def collection_exists(self, name: str) -> bool:
         with _engine_errors(f"looking up collection {name}"):
@@ -111,16 +110,17 @@ class QdrantClientIndex(VectorIndex):
     def upsert(self, collection: str, points: Sequence[IndexPoint]) -> None:
         if not points:
             return
-        structs = [models.PointStruct(id=p.id, vector=_vectors(p), payload=p.payload) for p in points]
+        structs = [models.PointStruct(id=p.id, vector=point_vectors(p, _sparse), payload=p.payload) for p in points]
         with _engine_errors(f"writing to {collection}"), warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # "local mode is not recommended for > 20k points"
             self.client.upsert(collection, structs, wait=True)
 
     def delete(self, collection: str, where: Where) -> None:
-        if not where:
+        flt = _filter(where)
+        if flt is None:
             raise ValueError("refusing to delete with an empty filter")
         with _engine_errors(f"deleting from {collection}"):
-            self.client.delete(collection, points_selector=models.FilterSelector(filter=_filter(where)), wait=True)
+            self.client.delete(collection, points_selector=models.FilterSelector(filter=flt), wait=True)
 
     def retrieve(self, collection: str, ids: Sequence[str], with_dense: bool = False) -> list[IndexHit]:
         if not ids:
@@ -129,7 +129,7 @@ class QdrantClientIndex(VectorIndex):
             records = self.client.retrieve(
                 collection, list(ids), with_payload=True, with_vectors=[DENSE] if with_dense else False
             )
-        return [IndexHit(str(r.id), 1.0, dict(r.payload or {}), _dense_of(r.vector)) for r in records]
+        return [IndexHit(str(r.id), 1.0, dict(r.payload or {}), dense_of(r.vector)) for r in records]
 
     def scroll(
         self, collection: str, where: Where = (), limit: int = 100, offset: str | None = None
@@ -171,15 +171,6 @@ class QdrantClientIndex(VectorIndex):
             self.client.close()
 
 
-def _vectors(point: IndexPoint) -> dict[str, Any]:
-    vectors: dict[str, Any] = {}
-    if point.dense is not None:
-        vectors[DENSE] = [float(x) for x in point.dense]
-    if point.sparse is not None:
-        vectors[SPARSE] = _sparse(point.sparse)
-    return vectors
-
-
 def _fusion(query: HybridQuery) -> models.Query:
     if query.fusion == "dbsf":
         return models.FusionQuery(fusion=models.Fusion.DBSF)
@@ -191,22 +182,15 @@ def _sparse(vector: SparseVector) -> models.SparseVector:
     return models.SparseVector(indices=list(vector.indices), values=list(vector.values))
 
 
-def _dense_of(vector: Any) -> list[float] | None:
-    if isinstance(vector, dict) and DENSE in vector:
-        return [float(x) for x in vector[DENSE]]
-    return None
+def _condition(field: str, values: list[PayloadValue]) -> models.FieldCondition:
+    return models.FieldCondition(
+        key=field,
+        # One payload type per field (keywords or integers), as Qdrant matches them.
+        match=models.MatchValue(value=values[0])
+        if len(values) == 1
+        else models.MatchAny(any=cast("list[str] | list[int]", values)),
+    )
 
 
 def _filter(where: Where) -> models.Filter | None:
-    if not where:
-        return None
-    must: list[models.Condition] = []
-    must_not: list[models.Condition] = []
-    for match in where:
-        values = list(match.values)
-        condition = models.FieldCondition(
-            key=match.field,
-            match=models.MatchValue(value=values[0]) if len(values) == 1 else models.MatchAny(any=values),
-        )
-        (must_not if match.negate else must).append(condition)
-    return models.Filter(must=must or None, must_not=must_not or None)
+    return where_filter(where, _condition, models.Filter)

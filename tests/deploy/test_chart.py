@@ -252,12 +252,20 @@ def test_hpas_target_gateway_retrieval_and_workers(rendered: dict[str, list[dict
     assert one(rendered["cpu"], "Deployment", "gateway")["spec"]["replicas"] == 1
 
 
+def test_chat_model_replicas_have_a_headless_service(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    service = one(rendered["default"], "Service", "chat-model-replicas")
+    assert service["spec"]["clusterIP"] == "None"
+    assert service["spec"]["selector"] == one(rendered["default"], "Service", "chat-model")["spec"]["selector"]
+
+
 def test_gateway_wiring(rendered: dict[str, list[dict[str, Any]]]) -> None:
     env = env_of(container(one(rendered["default"], "Deployment", "gateway")))
     upstreams = json.loads(env["GATEWAY_UPSTREAMS"]["value"])
     assert upstreams == [
         {
-            "url": f"http://{RELEASE}-openchatkit-chat-model:8001/v1",
+            # the headless Service: every chat-model pod is a replica the gateway routes across
+            "url": f"http://{RELEASE}-openchatkit-chat-model-replicas:8001/v1",
+            "discover": "dns",
             "api_key": "$(VLLM_API_KEY)",  # expanded by the kubelet from the Secret
             "stop": ["<human>"],
             "default_max_tokens": 128,
@@ -374,7 +382,7 @@ def test_network_policy_default_deny_and_who_may_call_whom(rendered: dict[str, l
     assert callers("retrieval") == {"gateway"}
     assert callers("feedback") == {"gateway"}
     assert callers("redis") == {"gateway", "feedback", "feedback-worker"}
-    assert callers("postgresql") == {"feedback", "feedback-worker"}
+    assert callers("postgresql") == {"gateway", "feedback", "feedback-worker"}  # key store
     assert callers("qdrant") == {"retrieval"}
     prometheus = policies["chat-model"]["ingress"][1]["from"][0]
     assert prometheus["namespaceSelector"] == {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}
@@ -428,3 +436,50 @@ def test_notes_tell_how_to_reach_and_check_the_release() -> None:
     assert "port-forward svc/ock-openchatkit-gateway" in notes
     assert "jsonpath='{.data.api-keys}'" in notes
     assert "https://chat.example.com/v1" in render_notes({"ingress": {"enabled": True}})
+
+
+def test_each_service_gets_the_internal_token_under_its_own_prefix(rendered: dict[str, list[dict[str, Any]]]) -> None:
+    from feedback_server.config import FeedbackSettings
+    from gateway.config import GatewaySettings
+    from moderation_server.config import ModerationSettings
+    from retrieval_server.config import RetrievalSettings
+
+    settings_of = {
+        "gateway": GatewaySettings,
+        "moderation": ModerationSettings,
+        "retrieval": RetrievalSettings,
+        "feedback": FeedbackSettings,
+        "feedback-worker": FeedbackSettings,
+    }
+    for component, cls in settings_of.items():
+        env = env_of(container(one(rendered["default"], "Deployment", component)))
+        name = f"{cls.model_config['env_prefix']}INTERNAL_TOKEN"
+        assert env[name]["valueFrom"]["secretKeyRef"]["key"] == "internal-token", component
+    gateway = env_of(container(one(rendered["default"], "Deployment", "gateway")))
+    assert gateway["GATEWAY_MASTER_KEY"]["valueFrom"]["secretKeyRef"]["key"] == "master-key"
+    assert gateway["GATEWAY_KEYS__DATABASE_URL"]["valueFrom"]["secretKeyRef"]["key"] == "database-url"
+    assert gateway["GATEWAY_LIMITS__REDIS_URL"]["valueFrom"]["secretKeyRef"]["key"] == "redis-url"
+    assert gateway["GATEWAY_KEYS__ENABLED"]["value"] == "true"
+
+
+def test_chat_model_loads_adapters_at_run_time_and_the_moderation_llm_does_not() -> None:
+    """`openchatkit adapters load` needs vLLM's runtime LoRA API: --enable-lora with its limits and
+    VLLM_ALLOW_RUNTIME_LORA_UPDATING on the chat model (as `python -m chat_server` does on GPUs),
+    none of it on the moderation LLM."""
+    docs = render_chart({"moderationModel": {"enabled": True}})
+    chat = container(one(docs, "Deployment", "chat-model"))
+    args, env = chat["args"], {e["name"]: e.get("value") for e in chat["env"]}
+    assert "--enable-lora" in args
+    assert args[args.index("--max-loras") + 1] == "4" and args[args.index("--max-lora-rank") + 1] == "16"
+    assert env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] == "True"
+    moderation = container(one(docs, "Deployment", "moderation-model"))
+    assert "--enable-lora" not in (moderation.get("args") or [])
+    assert "VLLM_ALLOW_RUNTIME_LORA_UPDATING" not in {e["name"] for e in moderation["env"]}
+    off = container(one(render_chart({"chatModel": {"lora": {"runtime": False}}}), "Deployment", "chat-model"))
+    assert "--enable-lora" not in off["args"]
+    cpu = container(one(render_chart(load_values("values-cpu.yaml")), "Deployment", "chat-model"))
+    cpu_env = {e["name"]: e.get("value") for e in cpu["env"]}
+    assert cpu_env["CHAT_ENABLE_LORA"] == "false" and "VLLM_ALLOW_RUNTIME_LORA_UPDATING" not in cpu_env
+    opted_in = deep_merge(load_values("values-cpu.yaml"), {"chatModel": {"lora": {"runtime": True}}})
+    cpu_lora = container(one(render_chart(opted_in), "Deployment", "chat-model"))
+    assert {e["name"]: e.get("value") for e in cpu_lora["env"]}["CHAT_ENABLE_LORA"] == "true"

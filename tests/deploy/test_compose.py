@@ -4,6 +4,7 @@ gateway published, GPU reservations, vLLM keys from the environment."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,10 @@ import pytest
 from chat_server.config import ChatServerSettings
 from chat_server.launch import build_vllm_launch
 from chat_server.profiles import get_profile
+from feedback_server.config import FeedbackSettings
+from gateway.config import GatewaySettings
+from moderation_server.config import ModerationSettings
+from retrieval_server.config import RetrievalSettings
 from tests.deploy.support import COMPOSE_FILE, TEST_ENV, compose_model, env_example, run_compose
 
 OUR_SERVICES = {"retrieval", "feedback", "feedback-worker"}
@@ -163,7 +168,12 @@ def test_gpu_flags_are_the_ones_chat_server_builds(
 def _flags(argv: list[str]) -> dict[str, Any]:
     import json
 
-    flags = dict(zip(argv[::2], argv[1::2], strict=True))
+    flags: dict[str, Any] = {}
+    i = 0
+    while i < len(argv):
+        bare = i + 1 == len(argv) or argv[i + 1].startswith("--")  # --enable-lora takes no value
+        flags[argv[i]] = True if bare else argv[i + 1]
+        i += 1 if bare else 2
     if "--override-generation-config" in flags:
         flags["--override-generation-config"] = json.loads(flags["--override-generation-config"])
     return flags
@@ -173,3 +183,55 @@ def test_the_gpu_chat_template_is_the_one_the_chart_ships() -> None:
     repo = COMPOSE_FILE.parent
     ours = (repo / "chat_server" / "templates" / "openchatkit.jinja").read_text()
     assert (repo / "k8s" / "openchatkit" / "files" / "openchatkit.jinja").read_text() == ours
+
+
+# Each of our services reads its settings under its own env prefix: load the real settings
+# class from the container's environment (what the process would see) and check the secrets arrive.
+SETTINGS_OF = {
+    "gateway-cpu": GatewaySettings,
+    "moderation-cpu": ModerationSettings,
+    "retrieval": RetrievalSettings,
+    "feedback": FeedbackSettings,
+    "feedback-worker": FeedbackSettings,
+}
+
+
+def _settings_from(environment: dict[str, str], cls: type, monkeypatch: pytest.MonkeyPatch) -> Any:
+    for name in list(os.environ):
+        if name.split("_", 1)[0] in {"GATEWAY", "MODERATION", "RETRIEVAL", "FEEDBACK", "OPENCHATKIT"}:
+            monkeypatch.delenv(name)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, str(value))
+    return cls()
+
+
+@pytest.mark.parametrize("service", sorted(SETTINGS_OF))
+def test_every_service_reads_the_internal_token_under_its_own_prefix(
+    service: str, models: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = _settings_from(models["cpu"]["services"][service]["environment"], SETTINGS_OF[service], monkeypatch)
+    assert settings.internal_token is not None
+    assert settings.internal_token.get_secret_value() == TEST_ENV["INTERNAL_TOKEN"]
+
+
+def test_gateway_keys_and_limits_use_the_shared_stores(
+    models: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for profile, name in (("cpu", "gateway-cpu"), ("gpu", "gateway-gpu")):
+        environment = {**models[profile]["services"][name]["environment"], "MASTER_KEY": ""}
+        settings = _settings_from(environment, GatewaySettings, monkeypatch)
+        assert settings.keys.enabled is True
+        assert settings.keys.database_url.startswith("postgresql+asyncpg://openchatkit:")
+        assert "@postgres:5432/" in settings.keys.database_url
+        assert settings.limits.redis_url == f"redis://:{TEST_ENV['REDIS_PASSWORD']}@redis:6379/0"
+    with_master = compose_model(["cpu"], tmp_path, {"MASTER_KEY": "master-test-key"})
+    settings = _settings_from(with_master["services"]["gateway-cpu"]["environment"], GatewaySettings, monkeypatch)
+    assert settings.master_key is not None and settings.master_key.get_secret_value() == "master-test-key"
+
+
+def test_compose_refuses_to_start_without_the_internal_token(tmp_path: Path) -> None:
+    result = run_compose(
+        ["--profile", "cpu", "config", "-q"], {**env_example(), **TEST_ENV, "INTERNAL_TOKEN": ""}, tmp_path
+    )
+    assert result.returncode != 0
+    assert "INTERNAL_TOKEN" in result.stderr

@@ -84,10 +84,11 @@ def test_ock_format(filled_store: str, tmp_path: Path) -> None:
     lines, summary = export(filled_store, tmp_path / "ock.jsonl", "--format", "ock")
     assert lines == [
         {"text": "You are a helpful assistant.\n\n<human>: Email me at [EMAIL] or call [PHONE].\n"
-                 "<bot>: I cannot email [EMAIL]; call [PHONE] yourself.\n"},
-        {"text": "You are a helpful assistant.\n\n<human>: What is the capital of France?\n<bot>: Paris.\n"},
+                 "<bot>: I cannot email [EMAIL]; call [PHONE] yourself.\n", "model": "big"},
+        {"text": "You are a helpful assistant.\n\n<human>: What is the capital of France?\n<bot>: Paris.\n",
+         "model": "smol"},
         {"text": "You are a helpful assistant.\n\n<human>: Who wrote Hamlet?\n"
-                 "<bot>: William Shakespeare wrote Hamlet.\n"},
+                 "<bot>: William Shakespeare wrote Hamlet.\n", "model": "smol"},
     ]  # fmt: skip
     for reason in ("harmful", "duplicate", "not up voted", "turn not recorded", "no answer", "aborted"):
         assert f"skipped: {reason}" in summary
@@ -98,9 +99,9 @@ def test_preference_format(filled_store: str, tmp_path: Path) -> None:
     lines, _ = export(filled_store, tmp_path / "pref.jsonl", "--format", "preference")
     assert lines == [
         {"prompt": "You are a helpful assistant.\n\n<human>: Email me at [EMAIL] or call [PHONE].\n<bot>:",
-         "chosen": " I cannot email [EMAIL]; call [PHONE] yourself.", "rejected": " Sure."},
+         "chosen": " I cannot email [EMAIL]; call [PHONE] yourself.", "rejected": " Sure.", "model": "big"},
         {"prompt": "You are a helpful assistant.\n\n<human>: Who wrote Hamlet?\n<bot>:",
-         "chosen": " William Shakespeare wrote Hamlet.", "rejected": " Charles Dickens."},
+         "chosen": " William Shakespeare wrote Hamlet.", "rejected": " Charles Dickens.", "model": "smol"},
     ]  # fmt: skip
 
 
@@ -109,10 +110,57 @@ def test_messages_format_with_filters(filled_store: str, tmp_path: Path) -> None
     lines, _ = export(filled_store, tmp_path / "m.jsonl", "--format", "messages", "--since", since, "--model", "smol")
     assert lines == [
         {"messages": [SYSTEM, {"role": "user", "content": "What is the capital of France?"},
-                      {"role": "assistant", "content": "Paris."}]},
+                      {"role": "assistant", "content": "Paris."}], "model": "smol"},
         {"messages": [SYSTEM, {"role": "user", "content": "Who wrote Hamlet?"},
-                      {"role": "assistant", "content": "William Shakespeare wrote Hamlet."}]},
+                      {"role": "assistant", "content": "William Shakespeare wrote Hamlet."}], "model": "smol"},
     ]  # fmt: skip
+
+
+def test_kto_format_labels_votes_flags_and_ideal_answers(filled_store: str, tmp_path: Path) -> None:
+    lines, _ = export(filled_store, tmp_path / "kto.jsonl", "--format", "kto")
+    by_prompt = {}
+    for line in lines:
+        by_prompt.setdefault(line["prompt"].split("<human>: ")[1].split("\n")[0], []).append(
+            (line["completion"], line["label"], line["model"])
+        )
+    assert by_prompt == {
+        "Email me at [EMAIL] or call [PHONE].": [
+            (" Sure.", True, "big"),
+            (" I cannot email [EMAIL]; call [PHONE] yourself.", True, "big"),
+        ],
+        "What is the capital of France?": [(" Paris.", True, "smol")],
+        "Who wrote Hamlet?": [
+            (" Charles Dickens.", False, "smol"),
+            (" William Shakespeare wrote Hamlet.", True, "smol"),
+        ],
+        "Tell me a joke.": [(" No.", False, "smol")],
+    }
+    assert all(line["prompt"].endswith("<bot>:") for line in lines)
+
+
+def test_holdout_splits_by_prompt(store_url: str, tmp_path: Path) -> None:
+    import asyncio
+
+    events: list[object] = []
+    for i in range(60):
+        for j in range(2):  # two reports on the same prompt: they must stay together
+            events.append(turn(f"r{i}-{j}", f"Question number {i}?", f"Answer {i}.{j}"))
+            events.append(feedback(f"f{i}-{j}", f"r{i}-{j}", rating=Rating.UP))
+
+    async def fill() -> None:
+        store = await FeedbackStore.open(store_url)
+        await store.write_batch(events)  # type: ignore[arg-type]
+        await store.close()
+
+    asyncio.run(fill())
+    train, summary = export(store_url, tmp_path / "train.jsonl", "--format", "messages", "--holdout", "0.2")
+    held = [json.loads(line) for line in (tmp_path / "train.holdout.jsonl").read_text().splitlines()]
+    question = lambda record: record["messages"][-2]["content"]  # noqa: E731
+    assert len(train) + len(held) == 120 and 8 <= len(held) <= 44
+    assert not {question(r) for r in train} & {question(r) for r in held}
+    assert f"{len(held)}" in summary and "held out" in summary
+    again, _ = export(store_url, tmp_path / "again.jsonl", "--format", "messages", "--holdout", "0.2")
+    assert again == train, "the split is a function of the prompt"
 
 
 def test_options_change_what_is_kept(filled_store: str, tmp_path: Path) -> None:
@@ -153,3 +201,21 @@ def test_bad_dates_are_refused(filled_store: str, tmp_path: Path) -> None:
 )
 def test_pii_redaction(text: str, expected: str) -> None:
     assert redact_pii(text)[0] == expected
+
+
+def test_stats_by_model_gives_up_vote_rates_per_model(filled_store: str) -> None:
+    args = ["feedback", "stats", "--database-url", filled_store, "--json"]
+    result = CliRunner().invoke(app, [*args, "--by-model"])
+    assert result.exit_code == 0, result.output
+    rows = {row["model"]: row for row in json.loads(result.stdout)}
+    smol = rows["smol"]
+    assert (smol["feedback"], smol["up"], smol["down"], smol["with_ideal_response"], smol["flagged"]) == (7, 5, 2, 1, 3)
+    assert smol["up_rate"] == pytest.approx(5 / 7)
+    low, high = smol["up_rate_ci95"]
+    assert 0.3 < low < 5 / 7 < high < 0.97, "Wilson interval around the rate"
+    assert rows["big"]["up_rate"] == 1.0 and rows["big"]["up_rate_ci95"][1] == 1.0
+    assert rows["(unknown)"]["feedback"] == 1, "feedback on a turn never recorded"
+    overall = json.loads(CliRunner().invoke(app, args).stdout)
+    assert [(r["model"], r["feedback"], r["up"]) for r in overall] == [("(all)", 9, 7)]
+    table = CliRunner().invoke(app, ["feedback", "stats", "--database-url", filled_store, "--by-model"])
+    assert table.exit_code == 0 and "smol" in table.output and "71.4%" in table.output

@@ -11,7 +11,7 @@ from sqlalchemy import text
 from feedback_server.protocol import FeedbackEvent, Flag, Rating, TurnEvent
 from feedback_server.store import FeedbackStore
 from feedback_server.store.migrate import alembic_config
-from feedback_server.store.store import ExportFilter, feedback_json
+from feedback_server.store.turns_and_feedback import ExportFilter, feedback_json
 
 DAY = 86_400.0
 

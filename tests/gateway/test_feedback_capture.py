@@ -3,7 +3,6 @@ Stream, feedback through the gateway, the worker, the store, and the export."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 import uuid
@@ -16,8 +15,10 @@ import pytest
 import redis
 from typer.testing import CliRunner
 
-from gateway.feedback import FeedbackCaptureSettings, TurnRecorderHook
+from gateway.config import FeedbackCaptureSettings
+from gateway.keys.resolver import static_key_id
 from gateway.pipeline import ChatTurn
+from gateway.turn_capture import TurnRecorderHook
 from openchatkit.cli import app
 from openchatkit.local_redis import free_port
 from services.protocol import ChatCompletionRequest
@@ -123,9 +124,10 @@ def test_chat_feedback_worker_store_export(
     result = CliRunner().invoke(app, ["feedback", "export", "--database-url", url, "-o", str(out), "--no-redact-pii"])
     assert result.exit_code == 0, result.output
     lines = [json.loads(line) for line in out.read_text().splitlines()]
+    key_id = static_key_id(gateway.api_key)  # who rated it: the key's id, never the key
     assert lines == [
-        {"text": f"<human>: {question}\n<bot>: {text.strip()}\n"},
-        {"text": f"<human>: {second}\n<bot>: {ideal}\n"},
+        {"text": f"<human>: {question}\n<bot>: {text.strip()}\n", "model": model, "key_id": key_id},
+        {"text": f"<human>: {second}\n<bot>: {ideal}\n", "model": model, "key_id": key_id},
     ]
     pairs = tmp_path / "pref.jsonl"
     result = CliRunner().invoke(
@@ -134,7 +136,13 @@ def test_chat_feedback_worker_store_export(
     )
     assert result.exit_code == 0, result.output
     assert [json.loads(line) for line in pairs.read_text().splitlines()] == [
-        {"prompt": f"<human>: {second}\n<bot>:", "chosen": f" {ideal}", "rejected": f" {streamed_text.strip()}"}
+        {
+            "prompt": f"<human>: {second}\n<bot>:",
+            "chosen": f" {ideal}",
+            "rejected": f" {streamed_text.strip()}",
+            "model": model,
+            "key_id": key_id,
+        }
     ]
 
 
@@ -175,7 +183,7 @@ def _turn(i: int) -> ChatTurn:
 
 
 async def test_a_full_queue_drops_and_counts_instead_of_waiting(stream: str) -> None:
-    from gateway.feedback import TURNS_DROPPED, TURNS_PUBLISHED
+    from gateway.turn_capture import TURNS_DROPPED, TURNS_PUBLISHED
 
     hook = TurnRecorderHook(FeedbackCaptureSettings(redis_url=SHARED_REDIS_URL, stream=stream, queue_size=3))
     full_before = TURNS_DROPPED.labels("queue_full")._value.get()
@@ -185,11 +193,7 @@ async def test_a_full_queue_drops_and_counts_instead_of_waiting(stream: str) -> 
         await hook.after_response(turn)
     assert TURNS_DROPPED.labels("queue_full")._value.get() - full_before == 7
     client = redis.Redis.from_url(SHARED_REDIS_URL)
-    for _ in range(100):
-        if client.xlen(stream) == 3:
-            break
-        await asyncio.sleep(0.02)
-    await hook.aclose()
+    await hook.aclose(flush_timeout_s=120)  # at once: closing publishes what was accepted, in-flight batch included
     entries = client.xrange(stream)
     assert [json.loads(f[b"data"])["response_id"] for _, f in entries] == [t.id for t in turns[:3]]
     first = json.loads(entries[0][1][b"data"])

@@ -13,7 +13,7 @@ import openai
 import pytest
 
 from gateway.moderation import ANSWER_REFUSAL, REFUSAL
-from moderation_server.labels import LABELS
+from services.moderation_labels import LABELS
 from tests.conftest import ChatStack, Gateway
 from tests.support.moderation import ModerationService
 from tests.support.processes import free_port

@@ -113,3 +113,33 @@ def test_hopeless_text_is_refused_or_dropped_without_counting() -> None:
     kept, dropped = drop_what_cannot_fit(messages, 1000, 80)
     assert dropped == 4 and [m["content"] for m in kept] == ["recent", "recent answer", "latest"]
     assert drop_what_cannot_fit(messages[4:], 1000, 80) == (messages[4:], 0)
+
+
+def test_the_reservation_count_is_the_exact_count_without_rendering_each_prompt(
+    counter: LocalTokenCounter, smollm2_dir: Path
+) -> None:
+    assert counter.additive  # SmolLM2's ChatML template puts each text between fixed pieces
+    samples = [
+        conversation(0),
+        conversation(2, words=7),
+        [{"role": "user", "content": "Hi"}],  # no system message: the template adds its default one
+        [{"role": "user", "content": 'Résumé of 3.14159 in 日本語, please! (JSON: {"a": [1, 2]})'}],
+        [{"role": "developer", "content": "Answer in French."}, {"role": "user", "content": "Tabs\tand\nlines"}],
+        [{"role": "user", "content": ""}, {"role": "assistant", "content": "Hello!"}, {"role": "user", "content": "x"}],
+    ]
+    for messages in samples:
+        assert counter.count_reserve(messages) == counter.count_sync(messages), messages
+    # Whitespace the tokenizer joins across the text's boundary: at most a token per message, and high.
+    spaced = [{"role": "user", "content": "   three spaces first"}, {"role": "assistant", "content": "\n\nnewlines"}]
+    assert 0 <= counter.count_reserve(spaced) - counter.count_sync(spaced) <= len(spaced)
+    # Fields the template may render (a name, tool calls) and content parts: the exact count.
+    named = [{"role": "user", "content": "hello", "name": "ada"}]
+    assert counter.count_reserve(named) == counter.count_sync(named)
+
+    # OpenChatKit's template trims texts and joins them to "<human>: ": not additive, so exact.
+    openchatkit = LocalTokenCounter(
+        str(smollm2_dir), str(Path(__file__).resolve().parents[2] / "chat_server" / "templates" / "openchatkit.jinja")
+    )
+    assert not openchatkit.additive
+    for messages in samples[:2]:
+        assert openchatkit.count_reserve(messages) == openchatkit.count_sync(messages)

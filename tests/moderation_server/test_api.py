@@ -7,7 +7,7 @@ import asyncio
 import httpx
 import pytest
 
-from moderation_server.labels import LABELS
+from services.moderation_labels import LABELS
 from tests.moderation_server.conftest import MAX_CHARS, MAX_INPUTS
 from tests.support.moderation import ModerationService
 
@@ -28,7 +28,16 @@ def test_classify_one_text(moderation: ModerationService) -> None:
     assert body["label"] == "needs intervention"
     assert body["flagged"] is True
     assert_distribution(body["scores"])
-    assert body["results"] == [{"label": body["label"], "flagged": True, "scores": body["scores"]}]
+    assert body["results"] == [
+        {
+            "label": body["label"],
+            "flagged": True,
+            "scores": body["scores"],
+            "language": body["language"],
+            "decoded": None,
+        }
+    ]
+    assert body["language"]["code"] == "en" and body["language"]["supported"] is True
     assert body["model"] == "openchatkit-moderation-minilm"
 
 
@@ -94,6 +103,10 @@ def test_openai_sdk_moderations_create(moderation: ModerationService) -> None:
         ({}, "input"),
         ({"input": "x" * (MAX_CHARS + 1)}, "input"),
         ({"input": ["ok"] * (MAX_INPUTS + 1)}, "input"),
+        ({"input": [{"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}]}, "input[0]"),
+        ({"input": [{"type": "text", "text": "hi"}, {"type": "input_image", "image_url": "x"}]}, "input[1]"),
+        ({"input": [{"type": "text"}]}, "input[0]"),
+        ({"input": [{"type": "text", "text": "  "}]}, "input"),
     ],
 )
 @pytest.mark.parametrize("path", ["/v1/classify", "/v1/moderations"])

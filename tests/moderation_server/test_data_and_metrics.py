@@ -10,9 +10,9 @@ import pytest
 
 from moderation_server.dataset import SPLITS, DatasetError, load_jsonl, load_split
 from moderation_server.evaluation import evaluate
-from moderation_server.labels import LABELS
 from moderation_server.model import DecisionRule
 from moderation_server.training import DecisionTuning, TrainingRecipe, choose_rule, fingerprint
+from services.moderation_labels import LABELS
 
 
 def test_splits_cover_every_label_and_do_not_overlap() -> None:
@@ -88,7 +88,7 @@ def test_fingerprint_follows_the_recipe() -> None:
 
 def test_decision_rule_and_its_tuning() -> None:
     c, p, pr, n, i = LABELS
-    rule = DecisionRule(intervention_threshold=0.2, casual_veto=0.6)
+    rule = DecisionRule(intervention_threshold=0.2, confident_veto=0.6)
     assert rule.label(np.array([0.5, 0.1, 0.1, 0.05, 0.25])) == i  # escalated on a low NI probability
     assert rule.label(np.array([0.7, 0.0, 0.0, 0.05, 0.25])) == c  # ... unless confidently casual
     assert rule.label(np.array([0.1, 0.6, 0.1, 0.1, 0.1])) == p
@@ -96,7 +96,11 @@ def test_decision_rule_and_its_tuning() -> None:
     scores = np.array(
         [[0.1, 0.5, 0.1, 0.1, 0.2], [0.2, 0.1, 0.1, 0.3, 0.3], [0.65, 0.05, 0.0, 0.0, 0.3], [0.9, 0, 0, 0, 0.1]]
     )
-    chosen = choose_rule(scores, [i, i, c, c], DecisionTuning(thresholds=(0.5, 0.2), casual_vetoes=(1.01, 0.6)))
+    chosen = choose_rule(
+        scores,
+        [i, i, c, c],
+        DecisionTuning(thresholds=(0.5, 0.2), confident_vetoes=(1.01, 0.6), caution_thresholds=(1.01,)),
+    )
     assert chosen == DecisionRule(0.2, 0.6)
 
 
@@ -113,8 +117,89 @@ def test_rule_tuning_maximises_macro_f1_within_the_bounds() -> None:
         ]
     )
     # Loose recall bound: threshold 0.5 is within bounds too, but 0.2 with the veto gets all five right.
-    loose = DecisionTuning(thresholds=(0.5, 0.2, 0.1), casual_vetoes=(1.01, 0.5), min_intervention_recall=0.5)
+    loose = DecisionTuning(
+        thresholds=(0.5, 0.2, 0.1),
+        confident_vetoes=(1.01, 0.5),
+        caution_thresholds=(1.01,),
+        min_intervention_recall=0.5,
+    )
     assert choose_rule(scores, gold, loose) == DecisionRule(0.2, 0.5)
     # Nothing meets the bounds: the rule that comes closest (recall 1.0, one casual of two flagged).
-    none_fit = DecisionTuning(thresholds=(0.5, 0.2), casual_vetoes=(1.01,), max_casual_false_flag_rate=0.04)
+    none_fit = DecisionTuning(
+        thresholds=(0.5, 0.2), confident_vetoes=(1.01,), caution_thresholds=(1.01,), max_casual_false_flag_rate=0.04
+    )
     assert choose_rule(scores, gold, none_fit) == DecisionRule(0.2, 1.01)
+
+
+def test_unsure_intervention_leans_to_caution() -> None:
+    c, p, pr, n, i = LABELS
+    rule = DecisionRule(intervention_threshold=0.6, confident_veto=0.7, caution_threshold=0.2)
+    assert rule.label(np.array([0.1, 0.1, 0.1, 0.05, 0.65])) == i
+    assert rule.label(np.array([0.15, 0.1, 0.1, 0.1, 0.55])) == n  # top label, but under the threshold: caution
+    assert rule.label(np.array([0.4, 0.2, 0.1, 0.05, 0.25])) == n  # some NI probability: caution
+    assert rule.label(np.array([0.75, 0.0, 0.0, 0.0, 0.25])) == c  # ... unless confidently casual
+    assert rule.label(np.array([0.15, 0.1, 0.5, 0.1, 0.15])) == pr  # little NI probability: the argmax
+    assert DecisionRule.from_dict(rule.to_dict()) == rule
+    # Grief the model is sure of is not refused for a sliver of intervention probability (the old 2 % trigger).
+    low = DecisionRule(intervention_threshold=0.05, confident_veto=0.85, caution_threshold=1.01)
+    assert low.label(np.array([0.04, 0.92, 0.01, 0.0, 0.03])) == p
+    assert low.label(np.array([0.04, 0.80, 0.01, 0.0, 0.15])) == i
+
+
+def test_temperature_scaling_fits_overconfident_scores() -> None:
+    from moderation_server.model import calibrate, fit_temperature
+
+    rng = np.random.default_rng(0)
+    gold = rng.integers(0, 5, 400)
+    logits = rng.normal(size=(400, 5))
+    logits[np.arange(400), gold] += 1.0  # right 60 % of the time ...
+    confident = calibrate(np.exp(logits) / np.exp(logits).sum(1, keepdims=True), 0.25)  # ... but sure of itself
+    temperature = fit_temperature(confident, list(gold))
+    assert 3.0 <= temperature <= 5.0
+    assert calibrate(confident, temperature).max(1).mean() < confident.max(1).mean()
+    assert calibrate(confident, temperature).sum(1) == pytest.approx(np.ones(400), abs=1e-5)
+
+
+def test_tuning_keeps_the_benign_set_within_bounds() -> None:
+    c, p, pr, n, i = LABELS
+    gold = [i, i, c, c]
+    scores = np.array([[0.1, 0, 0, 0, 0.9], [0.5, 0, 0, 0.1, 0.4], [0.9, 0, 0, 0, 0.1], [0.95, 0, 0, 0, 0.05]])
+    benign = np.array([[0.6, 0.0, 0.0, 0.0, 0.4]] * 10)  # a benign kind the dev split lacks
+    tuning = DecisionTuning(thresholds=(0.5, 0.3), confident_vetoes=(1.01, 0.55), caution_thresholds=(1.01,))
+    without = choose_rule(scores, gold, tuning)
+    assert without.label(scores[1]) == i and without.label(benign[0]) == i  # 0.3 without veto: all benign refused
+    within = choose_rule(scores, gold, tuning, benign, [c] * 10)
+    assert within.label(scores[1]) == i and within.label(benign[0]) == c
+
+
+def test_benign_report() -> None:
+    from moderation_server.evaluation import evaluate_benign
+
+    c, p, pr, n, i = LABELS
+    report = evaluate_benign([c, c, c, p, p], [c, n, i, p, pr], ["code", "code", "numbers", "distress", "distress"])
+    assert report.casual_false_flag_rate == pytest.approx(2 / 3)
+    assert report.cautioned_rate == pytest.approx(3 / 5)
+    assert report.refused_rate == pytest.approx(1 / 5)
+    assert report.by_kind == {
+        "code": {"examples": 2, "flagged": 1},
+        "numbers": {"examples": 1, "flagged": 1},
+        "distress": {"examples": 2, "flagged": 1},
+    }
+
+
+def test_ood_sets_are_benign_broad_and_not_near_copies() -> None:
+    def words(text: str) -> set[str]:
+        return set(re.findall(r"[a-z0-9']+", text.lower()))
+
+    ood = {name: load_split(name) for name in ("ood-dev", "ood-test")}
+    labelled = [words(e.text) for name in SPLITS for e in load_split(name)]
+    for name, examples in ood.items():
+        assert len(examples) >= 80
+        assert {e.label for e in examples} <= {"casual", "possibly needs caution"}
+        kinds = {e.kind for e in examples}
+        assert kinds >= {"code", "numbers", "table", "token", "log", "prose", "recipe", "other_language", "distress"}
+        others = labelled + [words(e.text) for other, v in ood.items() if other != name for e in v]
+        for example in examples:
+            mine = words(example.text)
+            closest = max(len(mine & o) / max(1, len(mine | o)) for o in others)
+            assert closest < 0.5, (name, example.text)

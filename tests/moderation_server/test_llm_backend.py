@@ -11,8 +11,8 @@ import pytest
 
 from moderation_server.backends import LLMBackend, scores_from_answer
 from moderation_server.config import ModerationSettings
-from moderation_server.labels import LABELS
 from moderation_server.prompt import build_prompt, label_continuation
+from services.moderation_labels import LABELS
 from tests.conftest import ChatModelServer
 from tests.support.moderation import ModerationService, start_moderation
 from tests.support.processes import ServiceProcess, free_port
@@ -68,6 +68,17 @@ def test_service_with_llm_backend(llm_moderation: ModerationService, chat_server
     assert sum(scores[label] for label in LABELS) == pytest.approx(1.0, abs=1e-6)
     bad = httpx.post(llm_moderation.url + "/v1/classify", json={"input": ""}, timeout=120)
     assert bad.status_code == 400
+
+
+def test_llm_backend_gets_the_same_language_policy(llm_moderation: ModerationService) -> None:
+    french = "Donne-moi les étapes pour extraire un poison mortel des graines de ricin afin de tuer mon voisin."
+    body = httpx.post(
+        llm_moderation.url + "/v1/classify", json={"input": [french, "How do I bake sourdough bread?"]}, timeout=120
+    ).json()
+    unjudged, english = body["results"]
+    assert unjudged["language"]["code"] == "fr" and unjudged["language"]["supported"] is False
+    assert unjudged["flagged"] is True  # whatever the model guessed
+    assert english["language"]["supported"] is True
 
 
 def test_llm_backend_not_ready_without_its_model(log_dir: Path, chat_server: ChatModelServer) -> None:

@@ -7,8 +7,8 @@ import math
 import pytest
 
 from moderation_server.backends import label_scores
-from moderation_server.labels import LABELS
 from moderation_server.prompt import FEW_SHOT, HEADER, build_prompt, label_continuation
+from services.moderation_labels import LABELS
 
 
 def test_prompt_is_header_then_few_shot_then_the_text() -> None:

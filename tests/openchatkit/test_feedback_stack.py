@@ -45,14 +45,21 @@ async def test_private_redis_feedback_api_and_worker_under_the_supervisor(
     def exercise() -> None:
         try:
             base = stack.url(stack.feedback_port)
+            token = {"Authorization": f"Bearer {stack.secrets().internal_token}"}  # only the gateway gets in
+            unauthorized = httpx.post(base + "/v1/feedback", json={"response_id": "x", "rating": "up"}, timeout=120)
+            assert unauthorized.status_code == 401
             answer = httpx.post(
-                base + "/v1/feedback", json={"response_id": "chatcmpl-stack", "rating": "up"}, timeout=120
+                base + "/v1/feedback",
+                json={"response_id": "chatcmpl-stack", "rating": "up"},
+                headers=token,
+                timeout=120,
             )
             seen["status"] = answer.status_code
             feedback_id = answer.json()["id"]
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline:
-                if httpx.get(f"{base}/v1/feedback/{feedback_id}", timeout=120).json().get("status") == "stored":
+                status = httpx.get(f"{base}/v1/feedback/{feedback_id}", headers=token, timeout=120).json().get("status")
+                if status == "stored":
                     break
                 time.sleep(0.2)
             with sqlite3.connect(tmp_path / "feedback.db") as db:

@@ -34,3 +34,17 @@ def test_moderation_service_starts_before_a_gateway_that_uses_it(
 
 def test_gateway_moderation_is_off_unless_enabled() -> None:
     assert GatewaySettings().moderation.enabled is False
+
+
+def test_retrieval_labels_chunks_with_the_stack_moderation_service(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from retrieval_server.config import RetrievalSettings
+
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:6379/0")
+    specs = {spec.name: spec for spec in build_stack(StackSettings(data_dir=tmp_path, moderation_port=18556))}
+    retrieval = specs["retrieval"]
+    assert "moderation" in retrieval.after
+    for key, value in retrieval.env.items():
+        monkeypatch.setenv(key, value)
+    assert RetrievalSettings().moderation_url == "http://127.0.0.1:18556"

@@ -39,7 +39,7 @@ def chunk_generations(store: DocumentStore, collection: str, document_id: str) -
 
 def assert_consistent(store: DocumentStore, collection: str) -> None:
     """Every ready record owns exactly its chunks, of its generation; no chunk without a record."""
-    records, _ = store.list(collection, 1000)
+    records, _ = store.list_records(collection, 1000)
     assert all(r["status"] == "ready" for r in records)
     total = 0
     for record in records:
@@ -85,12 +85,12 @@ def test_listing_pages_through_every_document(engine: str, make_store: Callable[
     list(store.ingest([doc(f"d{i}.txt", f"Document {i}.") for i in range(23)], "c"))
     seen, after = [], None
     while True:
-        page, after = store.list("c", 5, after)
+        page, after = store.list_records("c", 5, after)
         seen += [r["document_id"] for r in page]
         if after is None:
             break
     assert sorted(seen) == sorted(document_id_for(f"d{i}.txt") for i in range(23)) and len(seen) == 23
-    assert store.list("missing", 5) == ([], None)
+    assert store.list_records("missing", 5) == ([], None)
 
 
 def _interrupted_write(

@@ -138,7 +138,7 @@ def test_cli_killed_mid_ingest_then_rerun(tmp_path: Path) -> None:
     settings = RetrievalSettings(data_dir=data)
     store = build_store(settings, load_embedder(settings))
     try:
-        records, _ = store.list("documents", 100)
+        records, _ = store.list_records("documents", 100)
         assert len(records) == 4 and all(r["status"] == "ready" for r in records)
         for r in records:
             assert store.index.count("documents", [Match("document_id", (r["document_id"],))]) == r["chunks"]

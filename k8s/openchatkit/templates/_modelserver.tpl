@@ -102,10 +102,14 @@ spec:
             {{- end }}
             - --gpu-memory-utilization
             - {{ $v.gpuMemoryUtilization | quote }}
-            {{- if $v.lora.modules }}
+            {{- if or $v.lora.modules $v.lora.runtime }}
             - --enable-lora
+            - --max-loras
+            - {{ $v.lora.maxLoras | default 4 | quote }}
             - --max-lora-rank
             - {{ $v.lora.maxRank | quote }}
+            {{- end }}
+            {{- if $v.lora.modules }}
             - --lora-modules
             {{- range $adapter, $dir := $v.lora.modules }}
             - {{ printf "%s=/adapters/%s" $adapter $dir | quote }}
@@ -121,12 +125,16 @@ spec:
             - {name: HOME, value: /tmp}
             - {name: HF_HOME, value: {{ printf "%s/hf" $v.modelCache.mountPath | quote }}}
             - {name: VLLM_CACHE_ROOT, value: {{ printf "%s/vllm" $v.modelCache.mountPath | quote }}}
+            {{- if and $v.lora.runtime (eq $v.launcher "vllm") }}
+            - {name: VLLM_ALLOW_RUNTIME_LORA_UPDATING, value: "True"}  # `openchatkit adapters load` (internal API)
+            {{- end }}
             {{- if eq $v.launcher "chat_server" }}
             - {name: CHAT_HOST, value: "0.0.0.0"}
             - {name: CHAT_PORT, value: "8001"}
             - {name: CHAT_LOG_LEVEL, value: {{ $root.Values.logLevel | quote }}}
             - {name: CHAT_PROFILE, value: {{ $v.profile | quote }}}
             - {name: CHAT_KV_CACHE_SPACE_GIB, value: {{ $v.kvCacheSpaceGiB | quote }}}
+            - {name: CHAT_ENABLE_LORA, value: {{ $v.lora.runtime | default false | quote }}}
             {{- if $v.lora.modules }}
             - name: CHAT_LORA_MODULES
               value: {{ include "openchatkit.loraModules" $v.lora.modules | quote }}
@@ -200,6 +208,20 @@ metadata:
     {{- include "openchatkit.labels" $ctx | nindent 4 }}
 spec:
   type: ClusterIP
+  selector:
+    {{- include "openchatkit.selectorLabels" $ctx | nindent 4 }}
+  ports:
+    - {name: http, port: 8001, targetPort: http, protocol: TCP}
+---
+# Headless: one DNS record per ready pod, so the gateway sees (and routes across) every replica.
+apiVersion: v1
+kind: Service
+metadata:
+  name: {{ $name }}-replicas
+  labels:
+    {{- include "openchatkit.labels" $ctx | nindent 4 }}
+spec:
+  clusterIP: None
   selector:
     {{- include "openchatkit.selectorLabels" $ctx | nindent 4 }}
   ports:

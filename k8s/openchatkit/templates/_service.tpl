@@ -55,7 +55,7 @@ spec:
             - {name: {{ printf "%s_PORT" .prefix }}, value: {{ $port | quote }}}
             {{- end }}
             - {name: {{ printf "%s_LOG_LEVEL" .prefix }}, value: {{ $root.Values.logLevel | quote }}}
-            {{- include "openchatkit.secretEnv" (dict "root" $root "name" "OPENCHATKIT_INTERNAL_TOKEN" "key" "internal-token") | nindent 12 }}
+            {{- include "openchatkit.secretEnv" (dict "root" $root "name" (printf "%s_INTERNAL_TOKEN" .prefix) "key" "internal-token") | nindent 12 }}
             {{- .env | nindent 12 }}
             {{- range $key, $value := $v.env }}
             - {name: {{ $key }}, value: {{ $value | quote }}}
