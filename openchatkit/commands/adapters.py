@@ -15,8 +15,9 @@ import json
 import os
 import re
 import shutil
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import httpx
 import typer
@@ -32,6 +33,7 @@ app.add_typer(adapters_app, name="adapters")
 
 VERSION = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]*?)-v(?P<n>\d+)$")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+T = TypeVar("T")
 
 
 def _chat_urls(urls: list[str] | None) -> list[str]:
@@ -78,6 +80,22 @@ def _aliases(redis_url: str | None) -> Any:
 def _fail(message: str) -> typer.Exit:
     console.print(f"[red]error:[/red] {message}")
     return typer.Exit(1)
+
+
+def _run(work: Coroutine[Any, Any, T], redis_url: str | None) -> T:
+    """Run a command's async work; an unreachable chat server or Redis, or a refused alias
+    change, ends the command with a one-line error (exit 1), not a traceback."""
+    from redis.exceptions import RedisError
+
+    from gateway.adapter_aliases import AliasError
+
+    try:
+        return asyncio.run(work)
+    except RedisError as exc:
+        where = httpx.URL(redis_url_of(redis_url)).copy_with(username=None, password=None)
+        raise _fail(f"the gateways' Redis at {where}: {exc} (use --redis-url or GATEWAY_LIMITS__REDIS_URL)") from None
+    except (AliasError, httpx.HTTPError, RuntimeError) as exc:
+        raise _fail(str(exc)) from None
 
 
 def next_version(name: str, known: list[str]) -> str:
@@ -147,11 +165,8 @@ def load(
     if not (directory / "adapter_config.json").is_file():
         raise typer.BadParameter(f"{directory} holds no adapter_config.json")
     urls = _chat_urls(chat_url)
-    try:
-        store = adapters_dir or ChatServerSettings().data_dir / "adapters"
-        version = asyncio.run(load_adapter(name, directory, urls, redis_url, store))
-    except (httpx.HTTPError, RuntimeError) as exc:
-        raise _fail(str(exc)) from None
+    store = adapters_dir or ChatServerSettings().data_dir / "adapters"
+    version = _run(load_adapter(name, directory, urls, redis_url, store), redis_url)
     console.print(f"loaded {version} into {', '.join(urls)}")
     if promote:
         _promote(name, version, redis_url, urls)
@@ -165,7 +180,6 @@ def unload(
     redis_url: Annotated[str | None, typer.Option()] = None,
 ) -> None:
     """Unload a version from the vLLM servers (refused while an alias points at it)."""
-    from gateway.adapter_aliases import AliasError
 
     async def run() -> None:
         aliases = _aliases(redis_url)
@@ -176,10 +190,7 @@ def unload(
         finally:
             await aliases.aclose()
 
-    try:
-        asyncio.run(run())
-    except (AliasError, httpx.HTTPError, RuntimeError) as exc:
-        raise _fail(str(exc)) from None
+    _run(run(), redis_url)
     console.print(f"unloaded {version}")
 
 
@@ -208,10 +219,7 @@ def list_adapters(
         finally:
             await aliases.aclose()
 
-    try:
-        typer.echo(json.dumps(asyncio.run(run()), indent=2))
-    except httpx.HTTPError as exc:
-        raise _fail(str(exc)) from None
+    typer.echo(json.dumps(_run(run(), redis_url), indent=2))
 
 
 def _promote(alias: str, version: str, redis_url: str | None, urls: list[str]) -> None:
@@ -225,10 +233,7 @@ def _promote(alias: str, version: str, redis_url: str | None, urls: list[str]) -
         finally:
             await aliases.aclose()
 
-    try:
-        previous = asyncio.run(run())
-    except (httpx.HTTPError, RuntimeError) as exc:
-        raise _fail(str(exc)) from None
+    previous = _run(run(), redis_url)
     console.print(f"{alias} -> {version}" + (f" (was {previous})" if previous else ""))
 
 
@@ -242,7 +247,7 @@ def promote(
     """Point ALIAS at VERSION; clients asking for ALIAS get it from the next request on."""
     urls = _chat_urls(chat_url)
     if version is None:
-        served = [m["id"] for m in asyncio.run(served_models(urls[0]))]
+        served = [m["id"] for m in _run(served_models(urls[0]), redis_url)]
         newest = next_version(alias, served)
         if newest == f"{alias}-v1":
             raise _fail(f"no version of {alias} is loaded")
@@ -256,7 +261,6 @@ def rollback(
     redis_url: Annotated[str | None, typer.Option()] = None,
 ) -> None:
     """Point ALIAS back at the version it served before the last promotion."""
-    from gateway.adapter_aliases import AliasError
 
     async def run() -> str:
         aliases = _aliases(redis_url)
@@ -265,10 +269,7 @@ def rollback(
         finally:
             await aliases.aclose()
 
-    try:
-        version = asyncio.run(run())
-    except AliasError as exc:
-        raise _fail(str(exc)) from None
+    version = _run(run(), redis_url)
     console.print(f"{alias} -> {version}")
 
 
@@ -296,8 +297,6 @@ def split(
 ) -> None:
     """A/B: share ALIAS's traffic between versions by weight (one conversation stays on one arm);
     `feedback stats --by-model` then compares their up-vote rates."""
-    from gateway.adapter_aliases import AliasError
-
     if off == bool(arms):
         raise typer.BadParameter("give VERSION=WEIGHT arms, or --off")
     weights = None if off else parse_arms(arms or [])
@@ -314,10 +313,7 @@ def split(
         finally:
             await aliases.aclose()
 
-    try:
-        asyncio.run(run())
-    except (AliasError, httpx.HTTPError, RuntimeError) as exc:
-        raise _fail(str(exc)) from None
+    _run(run(), redis_url)
     if weights is None:
         console.print(f"{alias}: split ended")
     else:

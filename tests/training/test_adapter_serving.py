@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from openchatkit.cli import app
 from tests.conftest import Gateway, start_gateway
+from tests.support.feedback import SHARED_REDIS_URL
 from tests.training.conftest import STARTUP_ADAPTER, LoraServer
 
 pytestmark = pytest.mark.vllm
@@ -25,7 +26,9 @@ ADAPTER = STARTUP_ADAPTER
 
 @pytest.fixture(scope="module")
 def lora_gateway(lora_vllm: LoraServer, log_dir: Path) -> Iterator[Gateway]:
-    gateway = start_gateway(log_dir, [{"url": lora_vllm.v1, "tokenizer": str(lora_vllm.model_dir)}])
+    upstreams = [{"url": lora_vllm.v1, "tokenizer": str(lora_vllm.model_dir)}]
+    # The aliases' Redis is named on both sides: never one an earlier `openchatkit run` recorded in the data dir.
+    gateway = start_gateway(log_dir, upstreams, {"GATEWAY_LIMITS__REDIS_URL": SHARED_REDIS_URL})
     gateway.chat_url = lora_vllm.url  # type: ignore[attr-defined]
     yield gateway
     gateway.process.stop()
@@ -56,7 +59,7 @@ def adapters(*args: str) -> str:
 def test_versions_hot_load_and_the_alias_moves(lora_gateway: Gateway, adapter_dir: Path, tmp_path: Path) -> None:
     chat_url = lora_gateway.chat_url  # type: ignore[attr-defined]
     alias = f"support{uuid.uuid4().hex[:8]}"  # the Redis is shared: a name of its own
-    where = ["--chat-url", chat_url, "--adapters-dir", str(tmp_path)]
+    where = ["--chat-url", chat_url, "--redis-url", SHARED_REDIS_URL, "--adapters-dir", str(tmp_path)]
     first = adapters("load", alias, str(adapter_dir), *where).strip().splitlines()[-1]
     second = adapters("load", alias, str(adapter_dir), *where, "--promote").strip().splitlines()[-1]
     assert (first, second) == (f"{alias}-v1", f"{alias}-v2")
@@ -79,15 +82,17 @@ def test_versions_hot_load_and_the_alias_moves(lora_gateway: Gateway, adapter_di
         return True
 
     assert soon_served_by(alias, second)
-    adapters("promote", alias, first, "--chat-url", chat_url)
+    adapters("promote", alias, first, "--chat-url", chat_url, "--redis-url", SHARED_REDIS_URL)
     assert soon_served_by(alias, first)
-    adapters("rollback", alias)
+    adapters("rollback", alias, "--redis-url", SHARED_REDIS_URL)
     assert soon_served_by(alias, second), "rollback moves the alias back"
-    listing = json.loads(adapters("list", "--chat-url", chat_url))
+    listing = json.loads(adapters("list", "--chat-url", chat_url, "--redis-url", SHARED_REDIS_URL))
     assert {first, second} <= set(listing["served"][chat_url]) and listing["aliases"][alias] == second
-    refused = CliRunner().invoke(app, ["adapters", "unload", second, "--chat-url", chat_url])
+    refused = CliRunner().invoke(
+        app, ["adapters", "unload", second, "--chat-url", chat_url, "--redis-url", SHARED_REDIS_URL]
+    )
     assert refused.exit_code == 1 and "promote another version" in " ".join(refused.output.split())
-    adapters("unload", first, "--chat-url", chat_url)
+    adapters("unload", first, "--chat-url", chat_url, "--redis-url", SHARED_REDIS_URL)
     assert first not in {m.id for m in client.models.list().data} or served_by(alias) == second
 
 
