@@ -12,6 +12,9 @@ PIP := $(PY) -m pip --disable-pip-version-check
 TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 STAMPS := $(VENV)/.stamps
 PYTEST_ARGS ?=
+# Two pytest-xdist workers: most tests wait on a service or use one core (tests/conftest.py groups
+# them so every vLLM server starts once). TEST_WORKERS=0 runs the suite in one process.
+TEST_WORKERS ?= 2
 
 .PHONY: help run test install install-dev browser web prepare bench-gateway bench clean
 
@@ -23,7 +26,7 @@ run: prepare web
 	$(BIN)/openchatkit run
 
 test: install-dev browser web prepare
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgroup) $(PYTEST_ARGS)
 
 $(PY):
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Python 3.11 is required (set PYTHON=...)")'

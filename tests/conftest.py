@@ -22,6 +22,29 @@ API_KEY = "sk-test"
 CHAT_PROFILE = "smollm2-135m-instruct"
 
 
+# `make test` runs two pytest-xdist workers with --dist loadgroup. Every test gets a group, so
+# each group is scheduled whole (to one worker) and its processes start once: the tests that use
+# a vLLM server fixture form one group per server (servers one test uses together share a group),
+# every other test goes with its module (module-scoped processes start once too).
+VLLM_FIXTURES = ("chat_stack", "lora_vllm")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("dist", "no") != "loadgroup":
+        return
+    uses = {item.nodeid: {f for f in VLLM_FIXTURES if f in getattr(item, "fixturenames", ())} for item in items}
+    together: dict[str, set[str]] = {f: {f} for f in VLLM_FIXTURES}
+    for used in uses.values():
+        merged = set().union(*(together[f] for f in used)) if used else set()
+        for fixture in merged:
+            together[fixture] = merged
+    for item in items:
+        used = uses[item.nodeid]
+        group = "vllm:" + "+".join(sorted(together[min(used)])) if used else item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
 @pytest.fixture(scope="session")
 def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("service-logs")
