@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
+from rich.console import Console
 
 app = typer.Typer(
     name="openchatkit",
@@ -22,3 +25,9 @@ app.add_typer(bench_app, name="bench")
 app.add_typer(eval_app, name="eval")
 app.add_typer(finetune_app, name="finetune")
 app.add_typer(feedback_app, name="feedback")
+
+
+def stderr_console(**options: Any) -> Console:
+    """Where a command tells its user what it does and what went wrong (stderr). Lines are never
+    hard-wrapped, so a path or URL in a message stays whole for copying and searching."""
+    return Console(stderr=True, soft_wrap=True, **options)

@@ -31,8 +31,8 @@ VLLM_FIXTURES = ("chat_stack", "lora_vllm")
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if config.getoption("dist", "no") != "loadgroup":
-        return
+    if not config.pluginmanager.hasplugin("xdist"):
+        return  # the marker is xdist's; in a worker the option reads `loadgroup`, not `dist`
     uses = {item.nodeid: {f for f in VLLM_FIXTURES if f in getattr(item, "fixturenames", ())} for item in items}
     together: dict[str, set[str]] = {f: {f} for f in VLLM_FIXTURES}
     for used in uses.values():

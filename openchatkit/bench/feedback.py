@@ -23,12 +23,12 @@ from typing import Annotated, Any
 import httpx
 import redis
 import typer
-from rich.console import Console
 
+from openchatkit.apps import stderr_console
 from openchatkit.bench.results import RESULTS_DIR, figure, loadavg, save_figure, summarize, write_result
 from openchatkit.local_redis import free_port, redis_server_argv
 
-console = Console(stderr=True)
+console = stderr_console()
 GOAL = {"events_per_s": 5000, "p99_ms": 10}
 
 

@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 
+from openchatkit.apps import stderr_console
 from openchatkit.bench.results import RESULTS_DIR, loadavg, write_result
 
-console = Console(stderr=True)
+console = stderr_console()
 GOAL_WALL_S = 15 * 60
 
 FACTS = [

@@ -9,13 +9,13 @@ from typing import Annotated, Any
 
 import httpx
 import typer
-from rich.console import Console
 
 from moderation_server.dataset import load_split
+from openchatkit.apps import stderr_console
 from openchatkit.bench.results import RESULTS_DIR, figure, loadavg, save_figure, summarize, write_result
 from openchatkit.commands.moderation import ArtifactOption, UrlOption, artifact_dir, load_local_classifier
 
-console = Console(stderr=True)
+console = stderr_console()
 GOAL_P50_MS = 10.0
 GOAL_TEXTS_PER_S = 200.0
 

@@ -23,6 +23,7 @@ import numpy as np
 import typer
 from rich.console import Console
 
+from openchatkit.apps import stderr_console
 from openchatkit.bench.results import RESULTS_DIR, figure, loadavg, save_figure, summarize, write_result
 from retrieval_server.chunking import Section
 from retrieval_server.config import RetrievalSettings
@@ -359,7 +360,7 @@ def bench_retrieval(
     stamped: Annotated[bool, typer.Option(hidden=True)] = True,
 ) -> Path:
     """Ingest chunks/s, and search latency p50/p95 at several collection sizes (synthetic corpus)."""
-    console = Console(stderr=True, soft_wrap=True)
+    console = stderr_console()
     try:
         size_list = sorted({int(s) for s in sizes.split(",") if s.strip()})
     except ValueError:

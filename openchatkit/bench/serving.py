@@ -32,10 +32,11 @@ import httpx
 import typer
 from rich.console import Console
 
+from openchatkit.apps import stderr_console
 from openchatkit.bench.results import RESULTS_DIR, figure, loadavg, save_figure, write_result
 from openchatkit.bench.serving_load import PROMPTS_FILE, Endpoint, closed_loop, describe, http_client, load_prompts
 
-console = Console(stderr=True)
+console = stderr_console()
 GOALS = {"vllm_vs_one_at_a_time": 10.0, "vllm_vs_static": 1.5, "gateway_vs_direct": 0.97}
 GOAL_CONCURRENCY = 16
 

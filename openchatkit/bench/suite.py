@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 
+from openchatkit.apps import stderr_console
 from openchatkit.bench.results import RESULTS_DIR
 
-console = Console(stderr=True)
+console = stderr_console()
 BENCHMARKS = ("serving", "gateway", "moderation", "retrieval", "feedback")
 README = Path("benchmarks/README.md")
 

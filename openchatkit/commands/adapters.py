@@ -21,13 +21,12 @@ from typing import Annotated, Any, TypeVar
 
 import httpx
 import typer
-from rich.console import Console
 
-from openchatkit.apps import app
+from openchatkit.apps import app, stderr_console
 from openchatkit.secrets import StackSecrets, load_endpoints
 from services.settings import default_data_dir
 
-console = Console(stderr=True)
+console = stderr_console()
 adapters_app = typer.Typer(help="LoRA adapters served by vLLM without a restart, behind gateway aliases.")
 app.add_typer(adapters_app, name="adapters")
 

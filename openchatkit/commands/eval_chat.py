@@ -7,13 +7,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from openchatkit.apps import eval_app
+from openchatkit.apps import eval_app, stderr_console
 from training.generation_metrics import DEFAULT_MAX_NEW_TOKENS
 
-console = Console(stderr=True)
+console = stderr_console()
 
 BETTER = {
     "nll_preferred": "lower",

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Annotated, Any, TextIO
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -21,9 +20,9 @@ from feedback_server.config import FeedbackSettings
 from feedback_server.export import Exporter, ExportFormat, ExportOptions, ExportSummary, MinQuality, prompt_hash
 from feedback_server.store import FeedbackStore
 from feedback_server.store.turns_and_feedback import ExportFilter
-from openchatkit.apps import feedback_app
+from openchatkit.apps import feedback_app, stderr_console
 
-console = Console(stderr=True)
+console = stderr_console()
 
 
 def parse_when(value: str | None, *, end_of_day: bool) -> datetime | None:

@@ -7,11 +7,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 
-from openchatkit.apps import finetune_app
+from openchatkit.apps import finetune_app, stderr_console
 
-console = Console(stderr=True)
+console = stderr_console()
 
 
 def _given_flags(values: dict[str, Any]) -> list[str]:

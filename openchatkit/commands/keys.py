@@ -17,14 +17,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from openchatkit.apps import app
+from openchatkit.apps import app, stderr_console
 from openchatkit.secrets import StackSecrets
 from services.settings import default_data_dir
 
 keys_app = typer.Typer(help="Virtual API keys on the gateway (admin API, master key).", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 
-console = Console(stderr=True, highlight=False)
+console = stderr_console(highlight=False)
 DEFAULT_DATA_DIR = default_data_dir()
 
 GatewayOpt = Annotated[str, typer.Option("--gateway-url", help="The gateway.", envvar="OPENCHATKIT_GATEWAY_URL")]

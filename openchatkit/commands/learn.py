@@ -10,12 +10,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from openchatkit.apps import app
+from openchatkit.apps import app, stderr_console
 
-console = Console(stderr=True)
+console = stderr_console()
 EXIT_REJECTED = 3
 
 

@@ -6,15 +6,14 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 
 from chat_server.config import ChatServerSettings
 from chat_server.prepare import ModelPreparationError, prepare_model
 from chat_server.profiles import PROFILES, get_profile
-from openchatkit.apps import app
+from openchatkit.apps import app, stderr_console
 
-console = Console(stderr=True)
+console = stderr_console()
 
 
 @app.command("prepare-models")

@@ -14,7 +14,7 @@ from rich.table import Table
 from moderation_server.config import ModerationSettings
 from moderation_server.dataset import DatasetError, LabelledText, load_jsonl, split_path
 from moderation_server.evaluation import BenignReport, EvaluationReport, evaluate, evaluate_benign
-from openchatkit.apps import eval_app, finetune_app
+from openchatkit.apps import eval_app, finetune_app, stderr_console
 from services.moderation_labels import LABELS
 
 if TYPE_CHECKING:
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 # torch and transformers load inside the commands, so the rest of the CLI starts fast.
 
-console = Console(stderr=True)
+console = stderr_console()
 
 ArtifactOption = Annotated[
     Path | None,

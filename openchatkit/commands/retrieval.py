@@ -7,10 +7,9 @@ from pathlib import Path
 from typing import Annotated, cast
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from openchatkit.apps import app, eval_app
+from openchatkit.apps import app, eval_app, stderr_console
 from retrieval_server.bulk_ingest import (
     IngestReport,
     LocalIngest,
@@ -25,7 +24,7 @@ from retrieval_server.documents import IngestOutcome
 from retrieval_server.index import EmbeddedEngine, IndexEngineError
 from retrieval_server.loaders import iter_paths
 
-console = Console(stderr=True, soft_wrap=True)
+console = stderr_console()
 
 
 @app.command("ingest")

@@ -6,15 +6,14 @@ import asyncio
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from chat_server.prepare import ModelPreparationError, prepare_model
 from chat_server.profiles import get_profile
-from openchatkit.apps import app
+from openchatkit.apps import app, stderr_console
 from openchatkit.stack import StackSettings, build_stack
 from openchatkit.supervisor import Supervisor
 
-console = Console(stderr=True, highlight=False)
+console = stderr_console(highlight=False)
 
 
 def ready_banner(stack: StackSettings, model: str) -> str:
