@@ -8,6 +8,7 @@ import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import openai
@@ -16,33 +17,30 @@ import pytest
 from chat_server.config import ChatServerSettings
 from chat_server.prepare import prepare_model
 from chat_server.profiles import get_profile
+from tests.support import xdist_groups
 from tests.support.processes import ServiceProcess, free_port
 
 API_KEY = "sk-test"
 CHAT_PROFILE = "smollm2-135m-instruct"
 
 
-# `make test` runs two pytest-xdist workers with --dist loadgroup. Every test gets a group, so
-# each group is scheduled whole (to one worker) and its processes start once: the tests that use
-# a vLLM server fixture form one group per server (servers one test uses together share a group),
-# every other test goes with its module (module-scoped processes start once too).
-VLLM_FIXTURES = ("chat_stack", "lora_vllm")
+# `make test` runs two pytest-xdist workers; tests/support/xdist_groups.py says which tests
+# share one (every vLLM server starts once).
+def pytest_configure(config: pytest.Config) -> None:
+    xdist_groups.prepare_controller(config)
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_unconfigure(config: pytest.Config) -> None:
+    xdist_groups.finish_controller(config)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if not config.pluginmanager.hasplugin("xdist"):
-        return  # the marker is xdist's; in a worker the option reads `loadgroup`, not `dist`
-    uses = {item.nodeid: {f for f in VLLM_FIXTURES if f in getattr(item, "fixturenames", ())} for item in items}
-    together: dict[str, set[str]] = {f: {f} for f in VLLM_FIXTURES}
-    for used in uses.values():
-        merged = set().union(*(together[f] for f in used)) if used else set()
-        for fixture in merged:
-            together[fixture] = merged
-    for item in items:
-        used = uses[item.nodeid]
-        group = "vllm:" + "+".join(sorted(together[min(used)])) if used else item.nodeid.split("::")[0]
-        item.add_marker(pytest.mark.xdist_group(group))
+    xdist_groups.record_groups(config, items)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    return xdist_groups.make_scheduler(config, log)
 
 
 @pytest.fixture(scope="session")
