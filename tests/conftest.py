@@ -28,6 +28,7 @@ CHAT_PROFILE = "smollm2-135m-instruct"
 # share one (every vLLM server starts once).
 def pytest_configure(config: pytest.Config) -> None:
     xdist_groups.prepare_controller(config)
+    xdist_groups.share_cores(config)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -64,7 +64,7 @@ from tests.deploy.support import (
 )
 from tests.support.processes import ServiceProcess, free_port
 
-pytestmark = [pytest.mark.postgres, pytest.mark.timeout(1800)]
+pytestmark = [pytest.mark.postgres, pytest.mark.vllm, pytest.mark.timeout(1800)]
 
 psycopg = pytest.importorskip("psycopg")
 ADMIN_DSN = os.environ.get("DATABASE_URL_ADMIN", "postgresql://postgres@127.0.0.1:5432/test")

@@ -28,7 +28,7 @@ VLLM_FIXTURES = ("chat_stack", "lora_vllm")
 
 
 def groups_of(items: list[pytest.Item]) -> dict[str, str]:
-    """``{nodeid: group}``: ``vllm:<fixtures>`` for tests that use a vLLM server, else the module."""
+    """``{nodeid: group}``: ``vllm:<fixtures>`` for tests that use a shared vLLM server, else the module."""
     uses = {item.nodeid: {f for f in VLLM_FIXTURES if f in getattr(item, "fixturenames", ())} for item in items}
     together: dict[str, set[str]] = {f: {f} for f in VLLM_FIXTURES}
     for used in uses.values():
@@ -41,6 +41,12 @@ def groups_of(items: list[pytest.Item]) -> dict[str, str]:
     }
 
 
+def heavy_groups(items: list[pytest.Item], groups: dict[str, str]) -> list[str]:
+    """Groups that start or use a vLLM server (a test marked ``vllm``): scheduled first, so the
+    long ones do not end the run alone on one worker."""
+    return sorted({groups[item.nodeid] for item in items if item.get_closest_marker("vllm")})
+
+
 def grouping(config: pytest.Config) -> bool:
     return config.pluginmanager.hasplugin("xdist") and config.getvalue("dist") == "loadgroup"
 
@@ -49,6 +55,17 @@ def prepare_controller(config: pytest.Config) -> None:
     """In the controller, before the workers start: the directory they write their groups to."""
     if not hasattr(config, "workerinput") and grouping(config):
         os.environ[GROUPS_DIR_ENV] = tempfile.mkdtemp(prefix="openchatkit-test-groups-")
+
+
+def share_cores(config: pytest.Config) -> None:
+    """In a worker: torch's threads for in-process work (training, classifiers) are this worker's
+    share of the cores. Two workers each running torch on every core slow each other down ~10x
+    (OpenMP threads spin while waiting); services the tests start keep their own settings."""
+    workers = getattr(config, "workerinput", {}).get("workercount")
+    if workers:
+        import torch
+
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(workers)))
 
 
 def finish_controller(config: pytest.Config) -> None:
@@ -65,7 +82,8 @@ def record_groups(config: pytest.Config, items: list[pytest.Item]) -> None:
     if where and worker:
         path = Path(where) / f"{worker}.json"
         staging = path.with_suffix(".tmp")
-        staging.write_text(json.dumps(groups_of(items)))
+        groups = groups_of(items)
+        staging.write_text(json.dumps({"groups": groups, "heavy": heavy_groups(items, groups)}))
         staging.replace(path)
 
 
@@ -76,13 +94,28 @@ def make_scheduler(config: pytest.Config, log: Any) -> Any:
     from xdist.scheduler import LoadScopeScheduling
 
     class GroupScheduling(LoadScopeScheduling):  # type: ignore[misc]
-        groups: dict[str, str] | None = None
+        recorded: dict[str, Any] | None = None
+
+        def _recorded(self) -> dict[str, Any]:
+            if self.recorded is None:
+                self.recorded = {"groups": {}, "heavy": []}
+                for path in Path(os.environ[GROUPS_DIR_ENV]).glob("*.json"):
+                    found = json.loads(path.read_text())
+                    self.recorded["groups"].update(found["groups"])
+                    self.recorded["heavy"] += found["heavy"]
+            return self.recorded
 
         def _split_scope(self, nodeid: str) -> str:
-            if self.groups is None:
-                self.groups = {}
-                for path in Path(os.environ[GROUPS_DIR_ENV]).glob("*.json"):
-                    self.groups.update(json.loads(path.read_text()))
-            return self.groups.get(nodeid, nodeid)
+            return str(self._recorded()["groups"].get(nodeid, nodeid))
+
+        def _assign_work_unit(self, node: Any) -> None:
+            if not getattr(self, "ordered", False):
+                # Before the first unit goes out: the heavy groups first, then the larger first.
+                heavy = set(self._recorded()["heavy"])
+                units = sorted(self.workqueue.items(), key=lambda unit: (unit[0] not in heavy, -len(unit[1])))
+                self.workqueue.clear()
+                self.workqueue.update(units)
+                self.ordered = True
+            super()._assign_work_unit(node)
 
     return GroupScheduling(config, log)
