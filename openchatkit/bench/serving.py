@@ -40,6 +40,14 @@ console = stderr_console()
 GOALS = {"vllm_vs_one_at_a_time": 10.0, "vllm_vs_static": 1.5, "gateway_vs_direct": 0.97}
 GOAL_CONCURRENCY = 16
 
+# The chat endpoints `bench serving` and `bench all` take (both start their own when not given).
+VllmUrlOption = Annotated[str | None, typer.Option(help="A running vLLM's /v1 (default: start one).")]
+VllmKeyOption = Annotated[
+    str | None, typer.Option(envvar="CHAT_INTERNAL_TOKEN", help="Bearer token of the --vllm-url server.")
+]
+GatewayUrlOption = Annotated[str | None, typer.Option(help="With --vllm-url: a gateway in front of it.")]
+GatewayKeyOption = Annotated[str, typer.Option(help="API key for the --gateway-url gateway.")]
+
 
 @contextlib.asynccontextmanager
 async def serving_stack(
@@ -252,12 +260,10 @@ def bench_serving(
     transformers_requests: Annotated[int, typer.Option(help="Requests for the transformers baselines.")] = 16,
     max_tokens: Annotated[int, typer.Option(help="Tokens per answer, in every mode.")] = 64,
     rounds: Annotated[int, typer.Option(help="Alternating direct/gateway rounds at 16.")] = 2,
-    vllm_url: Annotated[str | None, typer.Option(help="A running vLLM's /v1 (default: start one).")] = None,
-    vllm_key: Annotated[
-        str | None, typer.Option(envvar="CHAT_INTERNAL_TOKEN", help="Bearer token of the --vllm-url server.")
-    ] = None,
-    gateway_url: Annotated[str | None, typer.Option(help="With --vllm-url: a gateway in front of it.")] = None,
-    gateway_key: Annotated[str, typer.Option(help="API key for the --gateway-url gateway.")] = "sk-local",
+    vllm_url: VllmUrlOption = None,
+    vllm_key: VllmKeyOption = None,
+    gateway_url: GatewayUrlOption = None,
+    gateway_key: GatewayKeyOption = "sk-local",
     model: Annotated[str | None, typer.Option(help="Default: the first model vLLM lists.")] = None,
     model_dir: Annotated[
         Path | None, typer.Option(help="Weights for transformers (default: the prepared profile).")

@@ -22,6 +22,14 @@ import typer
 
 from openchatkit.apps import stderr_console
 from openchatkit.bench.results import RESULTS_DIR
+from openchatkit.bench.serving import (
+    GatewayKeyOption,
+    GatewayUrlOption,
+    VllmKeyOption,
+    VllmUrlOption,
+    bench_serving,
+    stack_in_background,
+)
 
 console = stderr_console()
 BENCHMARKS = ("serving", "gateway", "moderation", "retrieval", "feedback")
@@ -59,8 +67,6 @@ def chat_endpoints(
     if vllm_url:
         yield {"vllm_url": vllm_url, "vllm_key": vllm_key, "gateway_url": gateway_url, "gateway_key": gateway_key}
         return
-    from openchatkit.bench.serving import stack_in_background
-
     log = Path(tempfile.gettempdir()) / f"ock-bench-all-{uuid.uuid4().hex[:6]}.log"
     console.print(f"starting vLLM and a gateway (log: {log})")
     with stack_in_background(log) as (direct, gateway):
@@ -80,7 +86,6 @@ def run_all(
     from openchatkit.bench.gateway_cli import gateway
     from openchatkit.bench.moderation import bench_moderation
     from openchatkit.bench.retrieval import bench_retrieval
-    from openchatkit.bench.serving import bench_serving
 
     common: dict[str, Any] = {"out": run_dir, "stamped": False}
     runners: dict[str, Callable[[], Any]] = {
@@ -115,12 +120,10 @@ def run_all(
 def bench_all(
     quick: Annotated[bool, typer.Option("--quick", help="Each benchmark in seconds (checks, not speed).")] = False,
     only: Annotated[list[str] | None, typer.Option(help="Run only these (repeat): " + ", ".join(BENCHMARKS))] = None,
-    vllm_url: Annotated[str | None, typer.Option(help="A running vLLM's /v1 (default: start one).")] = None,
-    vllm_key: Annotated[
-        str | None, typer.Option(envvar="CHAT_INTERNAL_TOKEN", help="Bearer token of the --vllm-url server.")
-    ] = None,
-    gateway_url: Annotated[str | None, typer.Option(help="With --vllm-url: a gateway in front of it.")] = None,
-    gateway_key: Annotated[str, typer.Option(help="API key for the --gateway-url gateway.")] = "sk-local",
+    vllm_url: VllmUrlOption = None,
+    vllm_key: VllmKeyOption = None,
+    gateway_url: GatewayUrlOption = None,
+    gateway_key: GatewayKeyOption = "sk-local",
     out: Annotated[Path, typer.Option(help="Where the run's folder is made.")] = RESULTS_DIR,
     readme: Annotated[Path, typer.Option(help="The report regenerated from this run.")] = README,
     into: Annotated[
