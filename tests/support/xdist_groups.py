@@ -95,6 +95,7 @@ def make_scheduler(config: pytest.Config, log: Any) -> Any:
 
     class GroupScheduling(LoadScopeScheduling):  # type: ignore[misc]
         recorded: dict[str, Any] | None = None
+        ordered = False  # the work queue is put in our order once, before the first unit goes out
 
         def _recorded(self) -> dict[str, Any]:
             if self.recorded is None:
@@ -109,8 +110,8 @@ def make_scheduler(config: pytest.Config, log: Any) -> Any:
             return str(self._recorded()["groups"].get(nodeid, nodeid))
 
         def _assign_work_unit(self, node: Any) -> None:
-            if not getattr(self, "ordered", False):
-                # Before the first unit goes out: the heavy groups first, then the larger first.
+            if not self.ordered:
+                # The heavy groups first, then the larger first.
                 heavy = set(self._recorded()["heavy"])
                 units = sorted(self.workqueue.items(), key=lambda unit: (unit[0] not in heavy, -len(unit[1])))
                 self.workqueue.clear()
