@@ -12,14 +12,14 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import httpx
+import aiohttp
 
-from openchatkit.bench.gateway import PROMPTS, RunStats, Target, one_request
+from openchatkit.bench.gateway import PROMPTS, RunStats, Target, client_session, one_request
 from openchatkit.bench.results import summarize
 
 
 async def _pairs(
-    http: httpx.AsyncClient, plain: Target, limited: Target, model: str, count: int, stream: bool, offset: int
+    http: aiohttp.ClientSession, plain: Target, limited: Target, model: str, count: int, stream: bool, offset: int
 ) -> list[tuple[float, float]]:
     out: list[tuple[float, float]] = []
     for i in range(count):
@@ -38,9 +38,8 @@ async def _pairs(
 async def auth_overhead(
     plain: Target, limited: Target, model: str, concurrencies: list[int], pairs: int, stream: bool = False
 ) -> list[dict[str, Any]]:
-    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
     results: list[dict[str, Any]] = []
-    async with httpx.AsyncClient(timeout=600, limits=limits, trust_env=False) as http:
+    async with client_session() as http:
         await _pairs(http, plain, limited, model, 8, stream, 0)  # warm connections and caches
         for concurrency in concurrencies:
             per_worker = max(1, pairs // concurrency)

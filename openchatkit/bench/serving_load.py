@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -86,7 +87,7 @@ async def stream_chat(
         if response.status_code != 200:
             await response.aread()
             raise httpx.HTTPStatusError(response.text[:300], request=response.request, response=response)
-        first, usage = await read_chat_stream(response)
+        first, usage = await read_chat_stream(response.aiter_lines())
     ended = time.perf_counter()
     return RequestTiming(
         ttft_s=(first or ended) - started,
@@ -96,12 +97,12 @@ async def stream_chat(
     )
 
 
-async def read_chat_stream(response: httpx.Response) -> tuple[float | None, dict[str, Any]]:
-    """Read a streamed chat completion to its end: when its first content arrived
-    (``time.perf_counter()`` seconds; None if none did) and the usage it reported ({} if none)."""
+async def read_chat_stream(lines: AsyncIterator[str]) -> tuple[float | None, dict[str, Any]]:
+    """Read a streamed chat completion (its SSE lines) to its end: when its first content
+    arrived (``time.perf_counter()`` seconds; None if none did) and the usage it reported ({} if none)."""
     first: float | None = None
     usage: dict[str, Any] = {}
-    async for line in response.aiter_lines():
+    async for line in lines:
         if not line.startswith("data: ") or line == "data: [DONE]":
             continue
         event = json.loads(line[6:])
