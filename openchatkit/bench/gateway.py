@@ -18,7 +18,7 @@ from typing import Any
 
 import aiohttp
 
-from openchatkit.bench.results import figure, save_figure, summarize
+from openchatkit.bench.results import figure, median_ci, save_figure, summarize
 from openchatkit.bench.serving_load import read_chat_stream
 
 PROMPTS = [
@@ -149,6 +149,7 @@ async def paired_overhead(
         "stream": stream,
         "pairs": len(differences),
         "added_ms": ms(differences),
+        "added_p50_ci95_ms": median_ci(differences, scale=1000),
         "direct_ms": ms(direct_s),
         "gateway_ms": ms(gateway_s),
     }

@@ -129,7 +129,9 @@ def gateway(
             )
         for o in result["overhead"]:
             console.print(
-                f"added latency ({'stream' if o['stream'] else 'json'}): median {o['added_ms']['p50']:+.3f} ms"
+                f"added latency ({'stream' if o['stream'] else 'json'}, {o['pairs']} pairs): median "
+                f"{o['added_ms']['p50']:+.3f} ms "
+                f"(95% CI {o['added_p50_ci95_ms'][0]:+.3f} .. {o['added_p50_ci95_ms'][1]:+.3f})"
             )
         console.print(f"wrote {path}")
         return path
@@ -192,6 +194,9 @@ def gateway(
     return path
 
 
+AUTH_GOAL_ADDED_P50_MS = 0.5  # issue 13: auth + limits add at most this much p50 at every concurrency
+
+
 def _auth_runs(
     plain: Target,
     limited: Target,
@@ -209,12 +214,22 @@ def _auth_runs(
         runs = asyncio.run(auth_overhead(plain, limited, model, concurrency, pairs, stream))
         headers = _rate_limit_headers(limited, model)
         name = "gateway_auth" + suffix + ("_stream" if stream else "")
-        payload = {"model": model, "runs": runs, "limited_key_headers": headers}
+        payload = {
+            "model": model,
+            "runs": runs,
+            "limited_key_headers": headers,
+            "goals": {
+                "added_p50_ms_at_most": AUTH_GOAL_ADDED_P50_MS,
+                "met": all(run["added_ms"]["p50"] <= AUTH_GOAL_ADDED_P50_MS for run in runs),
+            },
+        }
         saved = write_result(name, payload, out, load_before=loadavg(), stamped=stamped)
         for run in runs:
             console.print(
                 f"auth + limits ({'stream' if stream else 'json'}, c={run['concurrency']}, {run['pairs']} pairs): "
-                f"added median {run['added_ms']['p50']:+.3f} ms, p95 {run['added_ms']['p95']:+.2f} ms "
+                f"added median {run['added_ms']['p50']:+.3f} ms "
+                f"(95% CI {run['added_p50_ci95_ms'][0]:+.3f} .. {run['added_p50_ci95_ms'][1]:+.3f}), "
+                f"p95 {run['added_ms']['p95']:+.2f} ms "
                 f"(plain p50 {run['plain_ms']['p50']:.1f} ms)"
             )
         console.print(f"wrote {saved}")

@@ -13,6 +13,9 @@ from typing import Any
 KEPT = {
     "gateway_auth-latest.json": "what virtual keys + rate limits add to a gateway request (JSON answers)",
     "gateway_auth_stream-latest.json": "the same for streamed answers",
+    "gateway_auth_instant-latest.json": "auth + limits over the plain gateway, instant upstream (JSON)",
+    "gateway_auth_instant_stream-latest.json": "the same for streamed answers",
+    "gateway_instant-latest.json": "the gateway against an instant upstream: added latency at c=1, throughput at 16",
     "retrieval-lookalikes-1000-latest.json": "ranking quality on look-alike documents, 1k (ranking.py's defaults)",
     "retrieval-lookalikes-10000-latest.json": "the same at 10k documents",
     "retrieval-lookalikes-100000-latest.json": "the same at 100k documents, with and without HNSW",

@@ -51,6 +51,20 @@ def summarize(values: list[float], scale: float = 1.0) -> dict[str, float]:
     }
 
 
+def median_ci(values: list[float], scale: float = 1.0, confidence: float = 0.95, resamples: int = 2000) -> list[float]:
+    """A bootstrap confidence interval ``[low, high]`` for the median of ``values`` (times
+    ``scale``): how far the reported p50 could move on a rerun of the same noisy machine."""
+    import numpy as np
+
+    if not values:
+        return [float("nan"), float("nan")]
+    data = np.asarray(values, dtype=float) * scale
+    rng = np.random.default_rng(0)
+    medians = np.median(rng.choice(data, size=(resamples, len(data)), replace=True), axis=1)
+    tail = (1 - confidence) / 2 * 100
+    return [float(np.percentile(medians, tail)), float(np.percentile(medians, 100 - tail))]
+
+
 def loadavg() -> list[float]:
     """The 1, 5 and 15 minute load averages."""
     return [round(x, 2) for x in os.getloadavg()]
