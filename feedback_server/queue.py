@@ -2,24 +2,21 @@
 and a short-lived status key), look a queued event up, and report the queue's depth.
 
 Enqueues that arrive in the same event-loop tick share one pipelined round trip
-(:class:`PipelinedScript`): at a few thousand requests a second this costs a quarter of
-the client CPU of one EVALSHA each, and every caller still gets its own reply."""
+(:class:`services.redis_scripts.PipelinedScript`): at a few thousand requests a second this
+costs a quarter of the client CPU of one EVALSHA each, and every caller still gets its own reply."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import redis.asyncio as redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import NoScriptError
 
 from feedback_server.protocol import EVENT_DATA, FeedbackEvent, feedback_fields
+from services.redis_scripts import PipelinedScript
 
 # KEYS: stream, status key, [idempotency key]
 # ARGV: feedback id, request fingerprint, idempotency ttl, status ttl, then the entry's
@@ -48,68 +45,6 @@ def connect(url: str, timeout_s: float, max_connections: int | None = None) -> r
         retry=Retry(ExponentialBackoff(cap=0.05, base=0.005), 2),
         max_connections=max_connections,
     )
-
-
-Call = tuple[Sequence[str], Sequence[Any], "asyncio.Future[Any]"]
-
-
-class PipelinedScript:
-    """Runs one Lua script; calls made in the same loop tick go out as one pipeline."""
-
-    def __init__(self, client: redis.Redis, source: str, max_batch: int = 512) -> None:
-        self._redis = client
-        self._source = source
-        self._sha = hashlib.sha1(source.encode()).hexdigest()
-        self._max_batch = max_batch
-        self._waiting: list[Call] = []
-        self._running: set[asyncio.Task[None]] = set()
-
-    async def __call__(self, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
-        self._waiting.append((keys, args, future))
-        if len(self._waiting) == 1:
-            loop.call_soon(self._flush)  # after the other requests ready in this tick
-        elif len(self._waiting) >= self._max_batch:
-            self._flush()
-        return await future
-
-    def _flush(self) -> None:
-        batch, self._waiting = self._waiting, []
-        if batch:
-            task = asyncio.ensure_future(self._run(batch))
-            self._running.add(task)
-            task.add_done_callback(self._running.discard)
-
-    async def _run(self, batch: list[Call]) -> None:
-        try:
-            results = await self._execute(batch)
-        except Exception as exc:  # the round trip failed: every caller gets the error
-            for _, _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
-            return
-        for (_, _, future), result in zip(batch, results, strict=True):
-            if not future.done():
-                if isinstance(result, Exception):
-                    future.set_exception(result)
-                else:
-                    future.set_result(result)
-
-    async def _execute(self, batch: list[Call]) -> list[Any]:
-        results = await self._pipeline(batch)
-        missing = [i for i, result in enumerate(results) if isinstance(result, NoScriptError)]
-        if missing:  # Redis restarted (or SCRIPT FLUSH): load it and run those again; they did not run
-            await self._redis.script_load(self._source)
-            for i, result in zip(missing, await self._pipeline([batch[i] for i in missing]), strict=True):
-                results[i] = result
-        return results
-
-    async def _pipeline(self, batch: list[Call]) -> list[Any]:
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for keys, args, _ in batch:
-                pipe.evalsha(self._sha, len(keys), *keys, *args)
-            return list(await pipe.execute(raise_on_error=False))
 
 
 @dataclass

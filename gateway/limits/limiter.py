@@ -3,8 +3,11 @@
 One round trip admits a request (requests, tokens, concurrency and budget checked and
 taken in one Lua script, which also records the answer's id as the key's); one more, after
 the answer and off the response path, corrects the token reservation from the real usage,
-adds it to the budget and frees the concurrency slot. A key without limits only records
-the answer's id (one plain ``SET``).
+adds it to the budget and frees the concurrency slot. Both scripts are pipelined
+(:class:`~services.redis_scripts.PipelinedScript`): admissions, or settlements, made in the
+same event-loop tick share one round trip, which under load cuts the limiter's client CPU
+per request by more than half. A key without limits only records the answer's id (one
+plain ``SET``).
 
 When Redis does not answer, ``failure_mode`` decides: ``fail_open`` serves the request
 unlimited (counted in ``openchatkit_gateway_limiter_unavailable_total``, logged at most
@@ -14,23 +17,21 @@ every ``log_interval_s``), ``fail_closed`` answers 503.
 from __future__ import annotations
 
 import calendar
-import hashlib
 import logging
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 import redis.asyncio as redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import NoScriptError
 
 from gateway.config import LimitSettings
 from gateway.keys.records import Principal
 from gateway.limits.metrics import LIMITER_SECONDS, LIMITER_UNAVAILABLE
 from gateway.limits.scripts import ADMIT, SETTLE
 from services.errors import ServiceUnavailableError
+from services.redis_scripts import PipelinedScript
 
 logger = logging.getLogger(__name__)
 
@@ -62,12 +63,6 @@ def budget_window(period: str, now: float) -> tuple[str, int, int]:
     return moment.strftime("%Y%m%d"), int((end - now) * 1000), 2 * 86400
 
 
-class _Script:
-    def __init__(self, source: str) -> None:
-        self.source = source
-        self.sha = hashlib.sha1(source.encode()).hexdigest()
-
-
 class RateLimiter:
     def __init__(self, settings: LimitSettings, client: redis.Redis | None = None) -> None:
         self.settings = settings
@@ -77,8 +72,8 @@ class RateLimiter:
             socket_connect_timeout=settings.redis_timeout_s,
             retry=Retry(ExponentialBackoff(cap=0.01, base=0.002), 1),  # one reconnect after a Redis restart
         )
-        self._admit = _Script(ADMIT)
-        self._settle = _Script(SETTLE)
+        self._admit = PipelinedScript(self.redis, ADMIT)
+        self._settle = PipelinedScript(self.redis, SETTLE)
         self._last_logged: float | None = None
         self._unlogged = 0
 
@@ -96,14 +91,6 @@ class RateLimiter:
     def owner_key(self, key_id: str, response_id: str) -> str:
         """The record that ``response_id`` went to ``key_id`` (in the key's hash-tag slot)."""
         return f"{self._tag(key_id)}:owner:{response_id}"
-
-    async def _eval(self, script: _Script, args: list[Any]) -> Any:
-        """EVALSHA, loading the script when Redis does not have it (first call, or a restart)."""
-        try:
-            return await self.redis.evalsha(script.sha, *args)
-        except NoScriptError:
-            await self.redis.script_load(script.source)
-            return await self.redis.evalsha(script.sha, *args)
 
     async def admit(self, principal: Principal, tokens: int, slot: str, owner_of: str | None) -> Decision | None:
         """Take one request, ``tokens`` tokens and a slot, and record ``owner_of`` (a
@@ -133,7 +120,7 @@ class RateLimiter:
                 reset_ms,
                 self.settings.owner_ttl_s if owner_of is not None else 0,
             ]
-            result = await self._eval(self._admit, [5, *keys, *args])
+            result = await self._admit(keys, args)
         except (redis.RedisError, OSError) as exc:
             self._unavailable("admit", exc)
             return None
@@ -163,7 +150,7 @@ class RateLimiter:
         ]
         started = time.perf_counter()
         try:
-            await self._eval(self._settle, [3, keys[1], keys[2], keys[3], *args])
+            await self._settle(keys[1:4], args)
         except (redis.RedisError, OSError) as exc:
             self._unavailable("settle", exc, raise_closed=False)
         finally:

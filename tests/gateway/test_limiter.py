@@ -13,8 +13,10 @@ from gateway.config import LimitSettings
 from gateway.keys.records import Principal
 from gateway.limits.headers import duration
 from gateway.limits.limiter import RateLimiter
-from gateway.limits.ticket import Ticket
+from gateway.limits.scripts import SETTLE
+from gateway.limits.ticket import Ticket, drain_settlements
 from services.errors import RateLimitError
+from services.redis_scripts import PipelinedScript
 from tests.support.feedback import SHARED_REDIS_URL
 
 
@@ -65,13 +67,13 @@ async def test_reservation_is_corrected_by_usage_and_budget_counts_actual_use(li
     assert first.decision is not None and first.decision.tokens_left == pytest.approx(400, abs=5)
     first.usage = {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120}
     first.finish()
-    await asyncio.sleep(0.2)
+    await drain_settlements()
     second = Ticket(p, limiter)
     await second.admit(tokens=500, prompt_tokens=100)  # fits only because 480 came back
     assert second.decision is not None and second.decision.budget_used == 120
     second.usage = {"prompt_tokens": 100, "completion_tokens": 40, "total_tokens": 140}
     second.finish()
-    await asyncio.sleep(0.2)
+    await drain_settlements()
     with pytest.raises(RateLimitError) as over:
         await Ticket(p, limiter).admit(tokens=10)
     assert over.value.error_type == "insufficient_quota" and over.value.code == "insufficient_quota"
@@ -97,10 +99,44 @@ async def test_a_failed_request_refunds_everything_and_frees_its_slot(limiter: R
     with pytest.raises(RateLimitError):
         await Ticket(p, limiter).admit(tokens=10)  # the slot is taken
     failed.finish()  # no usage, nothing streamed: it cost nothing
-    await asyncio.sleep(0.2)
+    await drain_settlements()
     after = Ticket(p, limiter)
     await after.admit(tokens=900)
     assert after.decision is not None and after.decision.tokens_left > 0
+
+
+async def test_a_burst_is_admitted_and_settled_in_one_round_trip_each(
+    limiter: RateLimiter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Admissions made in one event-loop tick share one pipeline, and so do the settlements
+    after them; every request still gets its own decision, and every slot and unused token
+    comes back (also when Redis has forgotten the settle script: it is loaded and resent)."""
+    pipelines = 0
+    make_pipeline = limiter.redis.pipeline
+
+    def counting_pipeline(*args: object, **kwargs: object) -> object:
+        nonlocal pipelines
+        pipelines += 1
+        return make_pipeline(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(limiter.redis, "pipeline", counting_pipeline)
+    limiter._settle = PipelinedScript(limiter.redis, SETTLE + f"\n-- unknown to Redis {uuid.uuid4().hex}")
+    p = principal(tpm=100_000, max_parallel=40)
+    tickets = [Ticket(p, limiter) for _ in range(40)]
+    await asyncio.gather(*(t.admit(tokens=1000, prompt_tokens=10) for t in tickets))
+    assert pipelines == 1
+    assert sorted(t.decision.in_flight for t in tickets if t.decision) == list(range(1, 41))
+    with pytest.raises(RateLimitError):
+        await Ticket(p, limiter).admit(tokens=1)  # every slot is taken
+    for t in tickets:
+        t.usage = {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
+        t.finish()
+    await drain_settlements()
+    assert pipelines == 1 + 1 + 2  # the refused admission; the settlements, sent again after loading the script
+    after = Ticket(p, limiter)
+    await after.admit(tokens=1000)
+    assert after.decision is not None and after.decision.in_flight == 1  # all 40 slots came back
+    assert after.decision.tokens_left == pytest.approx(100_000 - 40 * 15 - 1000, abs=50)
 
 
 async def test_redis_away_fail_open_and_fail_closed() -> None:
