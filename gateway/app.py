@@ -33,7 +33,7 @@ from gateway.routes import router
 from gateway.upstream import UpstreamClient
 from gateway.web_routes import router as web_router
 from gateway.web_routes import static_files
-from services.app import create_service_app
+from services.app import create_service_app, freeze_heap
 from services.server import worker_app
 
 
@@ -89,6 +89,7 @@ def build_app(settings: GatewaySettings | None = None) -> FastAPI:
         app.state.chat = ChatCompletionService(settings, registry, upstream, hooks)
         app.state.completions = CompletionService(registry, upstream, settings, completion_hooks(hooks))
         background = [asyncio.create_task(registry.keep_fresh()), asyncio.create_task(registry.probe_forever())]
+        freeze_heap()
         try:
             yield
         finally:

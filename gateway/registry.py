@@ -19,6 +19,7 @@ from gateway.adapter_aliases import AdapterAliases
 from gateway.config import RoutingSettings, UpstreamConfig
 from gateway.replicas import Replica
 from gateway.token_count import LocalTokenCounter, RemoteTokenCounter, TokenCounter
+from services.app import freeze_heap
 from services.errors import NotFoundError, ServiceUnavailableError
 
 logger = logging.getLogger(__name__)
@@ -105,11 +106,11 @@ class ModelRegistry:
     def _counter_for(self, upstream: UpstreamConfig) -> TokenCounter:
         key = upstream.tokenizer or upstream.root_url
         if key not in self._counters:
-            self._counters[key] = (
-                LocalTokenCounter(upstream.tokenizer, upstream.chat_template)
-                if upstream.tokenizer
-                else RemoteTokenCounter(self._http, upstream.root_url, upstream_headers(upstream))
-            )
+            if upstream.tokenizer:
+                self._counters[key] = LocalTokenCounter(upstream.tokenizer, upstream.chat_template)
+                freeze_heap()  # the tokenizer brought transformers and torch
+            else:
+                self._counters[key] = RemoteTokenCounter(self._http, upstream.root_url, upstream_headers(upstream))
         return self._counters[key]
 
     async def _current_replicas(self) -> list[Replica]:

@@ -14,7 +14,7 @@ from moderation_server.config import ModerationSettings
 from moderation_server.routes import router
 from moderation_server.service import ModerationService
 from moderation_server.training import ensure_artifact, is_current
-from services.app import create_service_app
+from services.app import create_service_app, freeze_heap
 from services.http import build_http_client
 
 logger = logging.getLogger(__name__)
@@ -37,6 +37,7 @@ def build_app(settings: ModerationSettings | None = None) -> FastAPI:
         app.state.moderation = ModerationService(backend, settings)
         await asyncio.to_thread(app.state.moderation.languages.load)
         logger.info("moderation backend ready", extra={"backend": settings.backend, "model": backend.model})
+        freeze_heap()
         try:
             yield
         finally:

@@ -20,7 +20,7 @@ from retrieval_server.routes import router
 from retrieval_server.search import IndexSearcher
 from retrieval_server.service import RetrievalService
 from retrieval_server.sources import INDEX_SOURCE, HttpJsonSource, Source
-from services.app import create_service_app
+from services.app import create_service_app, freeze_heap
 from services.http import build_http_client
 
 logger = logging.getLogger(__name__)
@@ -88,6 +88,7 @@ def build_app(settings: RetrievalSettings | None = None) -> FastAPI:
             searcher = await asyncio.to_thread(build_searcher, settings, store)
             live: dict[str, Source] = {name: HttpJsonSource(name, cfg, http) for name, cfg in settings.sources.items()}
             app.state.retrieval = RetrievalService(settings, store, searcher, live)
+            freeze_heap()
             yield
         finally:
             await http.aclose()

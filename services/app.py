@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any
@@ -42,3 +43,14 @@ def create_service_app(
     app.add_middleware(RequestContextMiddleware, service=service)
     app.include_router(health_router)
     return app
+
+
+def freeze_heap() -> None:
+    """Move every object alive now out of the garbage collector's reach (``gc.freeze``).
+
+    Call it once the big, long-lived things are loaded (models, tokenizers: importing
+    transformers brings torch and triton, ~560k objects). Python's full collections scan
+    every tracked object; in the gateway one took 280 ms, a pause every request in flight
+    waits out. Frozen objects are never scanned, so full collections cost what the
+    requests' own objects cost (microseconds). Calling it again freezes what came since."""
+    gc.freeze()
