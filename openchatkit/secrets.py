@@ -59,9 +59,19 @@ ENDPOINTS_FILE = "stack-endpoints.json"
 
 def save_endpoints(data_dir: os.PathLike[str] | str, **endpoints: str) -> None:
     """Record where `openchatkit run` put what the CLI needs later (``redis_url``, with its
-    password, and ``chat_url``): ``<data_dir>/stack-endpoints.json``, readable by its owner only."""
+    password, and ``chat_url``): ``<data_dir>/stack-endpoints.json``, readable by its owner
+    only, with the recording process's ``pid``: :func:`load_endpoints` ignores the record once
+    that process is gone, and :func:`clear_endpoints` removes it when the stack stops."""
     path = Path(data_dir) / ENDPOINTS_FILE
-    os.replace(_staged_private_json(path, endpoints), path)
+    os.replace(_staged_private_json(path, {**endpoints, "pid": str(os.getpid())}), path)
+
+
+def clear_endpoints(data_dir: os.PathLike[str] | str) -> None:
+    """Remove this process's record (the stack it describes has stopped); a record another
+    running process wrote is left alone."""
+    path = Path(data_dir) / ENDPOINTS_FILE
+    if _recorded(path).get("pid") == str(os.getpid()):
+        path.unlink(missing_ok=True)
 
 
 def _staged_private_json(path: Path, data: dict[str, str]) -> Path:
@@ -78,9 +88,28 @@ def _staged_private_json(path: Path, data: dict[str, str]) -> Path:
 
 
 def load_endpoints(data_dir: os.PathLike[str] | str) -> dict[str, str]:
-    """What :func:`save_endpoints` recorded for the stack in ``data_dir``; empty when none ran there."""
+    """What :func:`save_endpoints` recorded for the stack running from ``data_dir``; empty when
+    none runs there now (never ran, stopped, or its process died without clearing it)."""
+    recorded = _recorded(Path(data_dir) / ENDPOINTS_FILE)
+    pid = recorded.pop("pid", None)
+    if pid is None or not _alive(int(pid)):
+        return {}
+    return recorded
+
+
+def _recorded(path: Path) -> dict[str, str]:
     try:
-        data = json.loads((Path(data_dir) / ENDPOINTS_FILE).read_text())
+        data = json.loads(path.read_text())
     except (FileNotFoundError, ValueError):
         return {}
     return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True

@@ -10,6 +10,7 @@ import typer
 from chat_server.prepare import ModelPreparationError, prepare_model
 from chat_server.profiles import get_profile
 from openchatkit.apps import app, stderr_console
+from openchatkit.secrets import clear_endpoints
 from openchatkit.stack import StackSettings, build_stack
 from openchatkit.supervisor import Supervisor
 
@@ -62,7 +63,10 @@ def run(
             console.print(f"[red]error:[/red] {exc}")
             raise typer.Exit(1) from None
     supervisor = Supervisor(build_stack(stack), console)
-    code = asyncio.run(
-        supervisor.run(on_ready=lambda: console.print(ready_banner(stack, profile.name), soft_wrap=True))
-    )
+    try:
+        code = asyncio.run(
+            supervisor.run(on_ready=lambda: console.print(ready_banner(stack, profile.name), soft_wrap=True))
+        )
+    finally:
+        clear_endpoints(stack.data_dir)  # the private Redis and chat server it names are gone
     raise typer.Exit(code)

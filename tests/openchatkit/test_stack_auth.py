@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import stat
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -104,3 +105,29 @@ def test_adapters_and_learn_find_the_stack_that_openchatkit_run_started(
     assert oct((tmp_path / "stack-endpoints.json").stat().st_mode & 0o777) == "0o600"
     monkeypatch.setenv("GATEWAY_LIMITS__REDIS_URL", "redis://configured:6379/0")
     assert redis_url_of(None) == "redis://configured:6379/0"
+
+
+def test_a_stopped_or_dead_stack_leaves_no_endpoints_to_follow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What `openchatkit run` recorded (a private Redis with its password) is removed when it
+    stops, and ignored when its process died without removing it: the CLI then falls back to
+    its settings instead of a Redis that is gone."""
+    from gateway.config import LimitSettings
+    from openchatkit.commands.adapters import redis_url_of
+    from openchatkit.secrets import ENDPOINTS_FILE, clear_endpoints, load_endpoints, save_endpoints
+
+    for name in ("REDIS_URL", "GATEWAY_LIMITS__REDIS_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("OPENCHATKIT_DATA_DIR", str(tmp_path))
+    save_endpoints(tmp_path, redis_url="redis://:secret@127.0.0.1:1/0", chat_url="http://127.0.0.1:2")
+    assert redis_url_of(None) == "redis://:secret@127.0.0.1:1/0"
+    clear_endpoints(tmp_path)
+    assert not (tmp_path / ENDPOINTS_FILE).exists()
+    assert redis_url_of(None) == LimitSettings().redis_url
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    record = {"redis_url": "redis://:secret@127.0.0.1:1/0", "pid": dead.stdout.strip()}
+    (tmp_path / ENDPOINTS_FILE).write_text(json.dumps(record))
+    assert load_endpoints(tmp_path) == {}
+    assert redis_url_of(None) == LimitSettings().redis_url
+    clear_endpoints(tmp_path)  # not this process's record: left for its owner
+    assert (tmp_path / ENDPOINTS_FILE).exists()
