@@ -1,44 +1,16 @@
 """What travels through the pipeline: the feedback request, and the two kinds of events
-(a recorded turn, a feedback report) as they sit in the Redis Stream. The turn event is
-the gateway's contract too, so it lives in services/turn_events.py."""
+(a recorded turn, a feedback report) as they sit in the Redis Stream. The request and the
+turn event are the gateway's contracts too, so they live in services/ (feedback_protocol.py,
+turn_events.py)."""
 
 from __future__ import annotations
 
-import enum
 import uuid
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError
 
+from services.feedback_protocol import Flag, Rating
 from services.turn_events import EVENT_DATA, EVENT_KIND, FEEDBACK, TURN, StreamFields, TurnEvent, entry_fields
-
-
-class Rating(enum.StrEnum):
-    UP = "up"
-    DOWN = "down"
-
-
-class Flag(enum.StrEnum):
-    FACTUALLY_INCORRECT = "factually_incorrect"
-    NOT_HELPFUL = "not_helpful"
-    HARMFUL = "harmful"
-
-
-class FeedbackRequest(BaseModel):
-    """``POST /v1/feedback``. Text limits are checked by the service (they are settings)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    response_id: str = Field(min_length=1, max_length=256)
-    rating: Rating | None = None
-    flags: list[Flag] = Field(default_factory=list, max_length=len(Flag))
-    ideal_response: str | None = None
-    comment: str | None = None
-
-    @field_validator("ideal_response", "comment")
-    @classmethod
-    def _blank_is_absent(cls, value: str | None) -> str | None:
-        """Whitespace-only text carries nothing: it is stored as absent, never as a training target."""
-        return value if value is None or value.strip() else None
 
 
 class FeedbackEvent(BaseModel):

@@ -7,9 +7,9 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from feedback_server.config import FeedbackSettings
-from feedback_server.protocol import FeedbackRequest
 from feedback_server.service import FeedbackService, check_idempotency_key
 from services.errors import PayloadTooLargeError, describe_validation_errors
+from services.feedback_protocol import FeedbackRequest
 
 router = APIRouter()
 

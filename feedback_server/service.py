@@ -10,11 +10,12 @@ from typing import Any
 
 import redis.asyncio as redis
 
-from feedback_server.protocol import FeedbackEvent, FeedbackRequest, new_feedback_id
+from feedback_server.protocol import FeedbackEvent, new_feedback_id
 from feedback_server.queue import FeedbackQueue
 from feedback_server.store import FeedbackStore
 from feedback_server.store.turns_and_feedback import feedback_json
 from services.errors import BadRequestError, NotFoundError, OpenAIError, ServiceUnavailableError
+from services.feedback_protocol import FeedbackRequest
 
 logger = logging.getLogger(__name__)
 

@@ -4,22 +4,25 @@ Idempotency-Key and request id forwarded and its answer relayed as it came.
 Feedback belongs to the key that got the answer: the gateway recorded ``response id ->
 key id`` in Redis when the answer went out (see gateway/limits/limiter.py), so feedback
 on an unknown response, or on another key's, is a 404 (the same answer for both: ids
-are not confirmed to strangers). The key id (never the key) goes to the feedback
-service in ``X-OpenChatKit-Key-Id``; it stores it and shows a report only to its poster.
+are not confirmed to strangers). The body is validated first (the feedback service's own
+model, services/feedback_protocol.py), so a malformed report is a 400 whatever its id.
+The key id (never the key) goes to the feedback service in ``X-OpenChatKit-Key-Id``; it
+stores it and shows a report only to its poster.
 """
 
 from __future__ import annotations
 
-import json
 from urllib.parse import quote
 
 import redis.asyncio as redis
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from pydantic import ValidationError
 
 from gateway.admission import principal_of
 from gateway.clients import relay
-from services.errors import NotFoundError, PayloadTooLargeError, ServiceUnavailableError
+from services.errors import NotFoundError, PayloadTooLargeError, ServiceUnavailableError, describe_validation_errors
+from services.feedback_protocol import FeedbackRequest
 
 router = APIRouter()
 
@@ -28,13 +31,16 @@ RELAYED_RESPONSE_HEADERS = ("idempotent-replayed",)
 KEY_ID_HEADER = "x-openchatkit-key-id"
 
 
-async def _check_owner(request: Request, body: bytes) -> None:
+def _validated(body: bytes) -> FeedbackRequest:
+    """The body as the feedback service will read it; a 400 naming what is wrong, before
+    the owner check, so a bad rating is a 400 whatever the response id."""
     try:
-        response_id = json.loads(body).get("response_id")
-    except (ValueError, AttributeError):
-        return  # not a JSON object: the feedback service answers 400
-    if not isinstance(response_id, str):
-        return
+        return FeedbackRequest.model_validate_json(body)
+    except ValidationError as exc:
+        raise describe_validation_errors(exc.errors(include_url=False)) from None
+
+
+async def _check_owner(request: Request, response_id: str) -> None:
     try:
         owned = await request.app.state.limiter.owns(principal_of(request).key_id, response_id)
     except (redis.RedisError, OSError) as exc:
@@ -67,7 +73,7 @@ async def create_feedback(request: Request) -> Response:
     limit = request.app.state.settings.max_request_bytes
     if len(body) > limit:
         raise PayloadTooLargeError(f"The request body is {len(body)} bytes; the limit is {limit}.")
-    await _check_owner(request, body)
+    await _check_owner(request, _validated(body).response_id)
     return await _proxy(request, "POST", "/v1/feedback", body)
 
 

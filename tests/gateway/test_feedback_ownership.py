@@ -63,6 +63,12 @@ def test_feedback_only_from_the_key_that_got_the_answer(
     assert foreign.status_code == 404 and foreign.json()["error"]["code"] == "response_not_found"
     invented = post(gateway, alice["key"], {"response_id": "chatcmpl-never-given", "rating": "up"})
     assert invented.status_code == 404 and invented.json()["error"]["code"] == "response_not_found"
+    # A malformed report is a 400 naming the field, whoever's the id (checked before ownership).
+    for response_id in ("chatcmpl-never-given", answer["id"]):
+        bad = post(gateway, bob["key"], {"response_id": response_id, "rating": "sideways"})
+        assert bad.status_code == 400 and bad.json()["error"]["param"] == "rating", bad.text
+    unreadable = httpx.post(gateway.url + "/v1/feedback", content=b"{not json", headers=bearer(bob["key"]))
+    assert unreadable.status_code == 400, unreadable.text
 
     mine = post(gateway, alice["key"], {"response_id": answer["id"], "rating": "up"})
     assert mine.status_code == 202, mine.text
