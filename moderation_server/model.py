@@ -200,10 +200,8 @@ class TextClassifier:
         )
         ids: list[list[int]] = encoded["input_ids"]
         owners: list[int] = list(encoded["overflow_to_sample_mapping"])
-        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))  # similar lengths batch with less padding
         chunk_scores = np.zeros((len(ids), len(LABELS)), dtype=np.float32)
-        for start in range(0, len(order), batch_size):
-            batch = order[start : start + batch_size]
+        for batch in length_batches([len(i) for i in ids], batch_size):
             chunk_scores[batch] = self._forward([ids[i] for i in batch])
         return self._worst_chunk(chunk_scores, owners, len(texts))
 
@@ -232,6 +230,22 @@ class TextClassifier:
                 worst[owner] = key
                 out[owner] = scores
         return out
+
+
+def length_batches(lengths: list[int], batch_size: int, max_spread: float = 2.0) -> list[list[int]]:
+    """Indices of ``lengths`` in batches of similar length: sorted, at most ``batch_size`` a
+    batch, and a new batch whenever the next is more than ``max_spread`` times the batch's
+    shortest. Every sequence is padded to its batch's longest, so a conversation's short
+    messages batched with its long window would cost the window's length each (measured:
+    a 6-message window and its messages, 115 ms in one padded batch, ~40 ms split)."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    batches: list[list[int]] = []
+    for i in order:
+        if batches and len(batches[-1]) < batch_size and lengths[i] <= max_spread * lengths[batches[-1][0]]:
+            batches[-1].append(i)
+        else:
+            batches.append([i])
+    return batches
 
 
 def write_atomically(path: Path, text: str) -> None:
