@@ -120,7 +120,7 @@ def test_trim_keeps_what_another_group_has_not_acknowledged(
     assert shared_redis.xlen(stream) == 40  # the audit group has read nothing
     read = shared_redis.xreadgroup("audit", "auditor", {stream: ">"}, count=15)
     shared_redis.xack(stream, "audit", *[entry_id for entry_id, _ in read[0][1][:10]])
-    wait_until(lambda: shared_redis.xlen(stream) == 30, 10, "a trim below the audit group's oldest pending entry")
+    wait_until(lambda: shared_redis.xlen(stream) == 30, 60, "a trim below the audit group's oldest pending entry")
     time.sleep(1.0)
     assert shared_redis.xlen(stream) == 30
 
@@ -153,7 +153,7 @@ def test_kill_9_in_the_middle_of_a_batch(
     assert pending(shared_redis, stream) == in_flight  # and nothing was acknowledged
     processes.append(start_worker({**env, "FEEDBACK_CONSUMER": "rescuer"}, tmp_path, "rescuer"))
     wait_stored(lambda: stored_ids_pg(pg_database), accepted)
-    wait_until(lambda: pending(shared_redis, stream) == 0, 10, "the reclaimed entries to be acked")
+    wait_until(lambda: pending(shared_redis, stream) == 0, 60, "the reclaimed entries to be acked")
     assert shared_redis.xlen(stream + ":dead") == 0
 
 
@@ -286,7 +286,7 @@ def test_poison_lands_in_the_dead_letter_stream(
     nul_fields = next(f for f in dead.values() if f.get(b"id") == nul.encode())
     assert b"0x00" in nul_fields[b"error"] or b"\\x00" in nul_fields[b"error"] or b"NUL" in nul_fields[b"error"].upper()
     assert b"not json" in dead[garbage[0]][b"data"]
-    wait_until(lambda: pending(shared_redis, stream) == 0, 10, "the poison to be acknowledged")
+    wait_until(lambda: pending(shared_redis, stream) == 0, 60, "the poison to be acknowledged")
     assert nul not in stored_ids_pg(pg_database)
 
 
