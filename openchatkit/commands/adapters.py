@@ -93,6 +93,15 @@ def _run(work: Coroutine[Any, Any, T], redis_url: str | None) -> T:
     except RedisError as exc:
         where = httpx.URL(redis_url_of(redis_url)).copy_with(username=None, password=None)
         raise _fail(f"the gateways' Redis at {where}: {exc} (use --redis-url or GATEWAY_LIMITS__REDIS_URL)") from None
+    except httpx.TransportError as exc:  # nothing answers there: most often, the stack is not running
+        try:
+            chat = str(exc.request.url.copy_with(path="/", query=None)).rstrip("/")
+        except RuntimeError:  # an error raised without its request
+            chat = "the configured URL"
+        raise _fail(
+            f"cannot reach the chat server at {chat}: {exc}. Is the stack running? Start it with "
+            "`make run` (or `openchatkit run`), or name a chat server with --chat-url."
+        ) from None
     except (AliasError, httpx.HTTPError, RuntimeError) as exc:
         raise _fail(str(exc)) from None
 
