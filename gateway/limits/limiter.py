@@ -18,7 +18,6 @@ every ``log_interval_s``), ``fail_closed`` answers 503.
 from __future__ import annotations
 
 import calendar
-import hashlib
 import logging
 import time
 from dataclasses import dataclass
@@ -28,7 +27,6 @@ from typing import Any
 import redis.asyncio as redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import NoScriptError
 
 from gateway.config import LimitSettings
 from gateway.keys.records import Principal
@@ -76,7 +74,7 @@ class RateLimiter:
             socket_connect_timeout=settings.redis_timeout_s,
             retry=Retry(ExponentialBackoff(cap=0.01, base=0.002), 1),  # one reconnect after a Redis restart
         )
-        self._admit_sha = hashlib.sha1(ADMIT.encode()).hexdigest()
+        self._admit = self.redis.register_script(ADMIT)  # EVALSHA, loading it when Redis does not know it
         self._settle = PipelinedScript(self.redis, SETTLE)
         self._last_logged: float | None = None
         self._unlogged = 0
@@ -96,14 +94,6 @@ class RateLimiter:
         """The record that ``response_id`` went to ``key_id`` (in the key's hash-tag slot)."""
         return f"{self._tag(key_id)}:owner:{response_id}"
 
-    async def _eval_admit(self, keys: list[str], args: list[Any]) -> Any:
-        """EVALSHA, loading the script when Redis does not have it (first call, or a restart)."""
-        try:
-            return await self.redis.evalsha(self._admit_sha, len(keys), *keys, *args)
-        except NoScriptError:
-            await self.redis.script_load(ADMIT)
-            return await self.redis.evalsha(self._admit_sha, len(keys), *keys, *args)
-
     async def admit(self, principal: Principal, tokens: int, slot: str, owner_of: str | None) -> Decision | None:
         """Take one request, ``tokens`` tokens and a slot, and record ``owner_of`` (a
         response id) as the key's when admitted; None when the key has no limits (or Redis
@@ -120,7 +110,7 @@ class RateLimiter:
                 return None
             keys, reset_ms, _ = self._keys(principal, now)
             keys.append(self.owner_key(principal.key_id, owner_of or ""))
-            args = [
+            args: list[Any] = [
                 int(now * 1000),
                 principal.rpm or 0,
                 principal.tpm or 0,
@@ -132,7 +122,7 @@ class RateLimiter:
                 reset_ms,
                 self.settings.owner_ttl_s if owner_of is not None else 0,
             ]
-            result = await self._eval_admit(keys, args)
+            result = await self._admit(keys, args)
         except (redis.RedisError, OSError) as exc:
             self._unavailable("admit", exc)
             return None
