@@ -25,10 +25,6 @@ def build_app(settings: ModerationSettings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if settings.torch_threads:
-            import torch
-
-            torch.set_num_threads(settings.torch_threads)
         http = build_http_client(timeout=settings.llm_timeout_s)
         if settings.backend == "classifier":
             await asyncio.to_thread(prepare_classifier, settings)

@@ -46,6 +46,7 @@ class ModerationBackend(Protocol):
 class ClassifierBackend:
     def __init__(self, classifier: TextClassifier, settings: ModerationSettings) -> None:
         self.model = settings.model_name()
+        self.runtime = classifier.runtime
         self._classifier = classifier
         self._batcher = MicroBatcher(
             lambda texts: classifier.probabilities(texts, settings.batch_size),
@@ -58,7 +59,7 @@ class ClassifierBackend:
 
     @classmethod
     def load(cls, directory: Path, settings: ModerationSettings) -> ClassifierBackend:
-        return cls(TextClassifier.load(directory), settings)
+        return cls(TextClassifier.load(directory, settings.runtime, settings.threads), settings)
 
     async def score(self, texts: list[str]) -> list[Scored]:
         try:

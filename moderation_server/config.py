@@ -47,8 +47,17 @@ class ModerationSettings(ServiceSettings):
     batch_wait_ms: float = Field(
         default=0.0, ge=0, description="Extra wait to collect concurrent requests (0: batch what queued while busy)."
     )
-    torch_threads: int | None = Field(
-        default=None, ge=1, description="CPU threads for the classifier (default: torch's)."
+    runtime: Literal["auto", "onnx-int8", "torch"] = Field(
+        default="auto",
+        description="The classifier's runtime: onnx-int8 (the artifact's int8 encoder on ONNX Runtime, on which "
+        "its decision rule was tuned), torch (fp32), or auto (onnx-int8 when it can).",
+    )
+    threads: int = Field(default=0, ge=0, description="CPU threads for the classifier (0: all this process may use).")
+    score_cache_size: int = Field(
+        default=8192,
+        ge=0,
+        description="Texts whose scores are kept (LRU): a conversation re-sends its history every turn, so a turn "
+        "classifies only its new messages and the window. 0 turns it off.",
     )
 
     # Language policy (both backends): text the model cannot judge is flagged, not guessed.

@@ -10,8 +10,10 @@ must not pass as moderated.
 
 from __future__ import annotations
 
+import hashlib
 import time
 
+from cachetools import LRUCache
 from prometheus_client import Counter, Histogram
 
 from moderation_server.backends import ModerationBackend, Scored
@@ -26,6 +28,11 @@ UNSUPPORTED = Counter(
     "openchatkit_moderation_unsupported_language_total", "Texts in a language the model cannot judge.", ["backend"]
 )
 CLASSIFIED = Counter("openchatkit_moderation_texts_total", "Texts classified, by label.", ["backend", "label"])
+CACHED = Counter(
+    "openchatkit_moderation_cached_texts_total",
+    "Texts whose scores came from the score cache (re-sent history), not the model.",
+    ["backend"],
+)
 BATCH_SECONDS = Histogram(
     "openchatkit_moderation_request_seconds",
     "Backend time per request.",
@@ -41,6 +48,10 @@ class ModerationService:
         self._flagged = frozenset(settings.flagged_labels)
         self.languages = LanguagePolicy(
             settings.supported_languages, settings.language_min_confidence, settings.language_min_letters
+        )
+        # Text digest -> the backend's scores; the model and rule are fixed for the process.
+        self._cache: LRUCache[bytes, Scored] | None = (
+            LRUCache(settings.score_cache_size) if settings.score_cache_size else None
         )
 
     @property
@@ -105,7 +116,7 @@ class ModerationService:
                     batch.append(decoded)
                     owners.append(i)
                     how.append(decoding)
-        scored = await self.backend.score(batch)
+        scored = await self._score(batch)
         BATCH_SECONDS.labels(self._settings.backend).observe(time.perf_counter() - started)
         worst: list[tuple[Scored, str | None]] = [(scored[i], None) for i in range(len(texts))]
         for item, owner, method in zip(scored[len(texts) :], owners[len(texts) :], how[len(texts) :], strict=True):
@@ -128,6 +139,27 @@ class ModerationService:
                 )
             )
         return results
+
+    def forget_scores(self) -> None:
+        """Empty the score cache (benchmarks start each conversation from nothing)."""
+        if self._cache is not None:
+            self._cache.clear()
+
+    async def _score(self, texts: list[str]) -> list[Scored]:
+        """The backend's scores of ``texts``, each distinct text scored once and remembered
+        (``score_cache_size``): a conversation re-sends its history with every turn."""
+        if self._cache is None:
+            return await self.backend.score(texts)
+        keys = [hashlib.blake2b(text.encode(), digest_size=16).digest() for text in texts]
+        known = {key: self._cache[key] for key in keys if key in self._cache}
+        missing = list(dict.fromkeys(key for key in keys if key not in known))
+        if known:
+            CACHED.labels(self._settings.backend).inc(sum(key in known for key in keys))
+        if missing:
+            first = {key: text for key, text in zip(keys, texts, strict=True)}
+            for key, item in zip(missing, await self.backend.score([first[k] for k in missing]), strict=True):
+                known[key] = self._cache[key] = item
+        return [known[key] for key in keys]
 
     def _is_english(self, text: str) -> bool:
         check = self.languages.check(text)

@@ -40,8 +40,8 @@ from services.moderation_labels import LABELS
 
 logger = logging.getLogger(__name__)
 
-TRAINER_VERSION = "2"
-DECISION_VERSION = "5"
+TRAINER_VERSION = "3"  # 3: the artifact carries its int8 ONNX encoder
+DECISION_VERSION = "6"  # 6: tuned on int8 scores, one sequence per run
 MANIFEST_FILE = "manifest.json"
 Progress = Callable[[str], None]
 

@@ -12,7 +12,7 @@ from typing import Any, Literal
 import numpy as np
 
 from retrieval_server.index.base import SparseVector
-from retrieval_server.onnx_runtime import runtime_available
+from services.onnx_runtime import runtime_available
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ class DenseEmbedder:
     """Sentence embeddings, unit length, computed in batches. Safe to call from several threads.
 
     ``runtime``: ``torch`` (sentence-transformers; ``dtype`` applies), ``onnx-int8`` (see
-    :mod:`retrieval_server.onnx_runtime`), or ``auto``: onnx-int8 on CPU when ONNX Runtime is
+    :mod:`services.onnx_runtime`), or ``auto``: onnx-int8 on CPU when ONNX Runtime is
     installed and the model is a local sentence-transformers folder it can export, else torch.
     """
 
@@ -91,11 +91,11 @@ class DenseEmbedder:
     def _load_onnx(self, model_dir: Path, cache_dir: Path | None, required: bool) -> Any:
         from transformers import AutoTokenizer
 
-        from retrieval_server.onnx_runtime import OnnxEncoder, OnnxUnsupported
+        from services.onnx_runtime import OnnxEncoder, OnnxUnsupported
 
         try:
             tokenizer = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
-            return OnnxEncoder(
+            return OnnxEncoder.for_sentence_transformer(
                 model_dir,
                 cache_dir or Path(tempfile.gettempdir()) / "openchatkit-onnx",
                 tokenizer,

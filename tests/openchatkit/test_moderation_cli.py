@@ -112,4 +112,6 @@ def test_bench_moderation_window(artifact: Path, tmp_path: Path, monkeypatch: py
     payload = json.loads((tmp_path / "benchmarks/results/moderation-window-latest.json").read_text())
     assert payload["texts_per_call"] == 7  # six messages and the window
     assert payload["window_latency_ms"]["n"] == 20 and payload["window_latency_ms"]["p50"] > 0
+    assert payload["turn_latency_ms"]["n"] == 60  # three user turns per six-message window
+    assert payload["cold"]["window_latency_ms"]["n"] == 20 and payload["runtime"] == "onnx-int8"
     assert set(payload["goals"]) == {"p50_ms_at_most", "p50_met"}

@@ -1,15 +1,18 @@
-"""A faster CPU runtime for sentence-transformer models: the model exported to ONNX once,
-its weights quantized to int8 per channel, run by ONNX Runtime (AVX512-VNNI and friends).
+"""A faster CPU runtime for BERT-style encoders (the retrieval service's sentence-transformer,
+the moderation classifier's fine-tuned encoder): the model exported to ONNX once, its weights
+quantized to int8 per channel, run by ONNX Runtime (AVX512-VNNI and friends).
 
 On a 2-core CPU this embeds ~5x faster than PyTorch fp32 (~3x over bf16); embeddings stay
-within ~0.99 cosine of the fp32 model's. The export needs torch and onnx, happens on first
-use, is cached under ``<cache>/<model>-<fingerprint>/`` and is shared between processes
-(file lock, atomic rename).
+within ~0.99 cosine of the fp32 model's. The export needs torch and onnx. For a
+sentence-transformers folder it happens on first use, is cached under
+``<cache>/<model>-<fingerprint>/`` and is shared between processes (file lock, atomic
+rename); a trained artifact (the moderation classifier) calls :func:`export_int8` itself.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -17,7 +20,7 @@ import os
 import queue
 import threading
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -92,19 +95,29 @@ def quantized_model(model_dir: Path, cache_root: Path) -> Path:
         logger.info(
             "exporting the embedding model to ONNX int8 (once)", extra={"model": str(model_dir), "to": str(target)}
         )
-        fp32 = target_dir / f"model-fp32.{os.getpid()}.onnx"
-        partial = target_dir / f"model-int8.{os.getpid()}.onnx"
-        try:
-            with _quiet():
-                _export(model_dir, fp32)
-                from onnxruntime.quantization import QuantType, quantize_dynamic
-
-                quantize_dynamic(str(fp32), str(partial), weight_type=QuantType.QInt8, per_channel=True)
-            os.replace(partial, target)
-        finally:
-            for leftover in (fp32, partial):
-                leftover.unlink(missing_ok=True)
+        export_int8(model_dir, target)
     return target
+
+
+def export_int8(model_dir: Path, target: Path) -> None:
+    """Export the Hugging Face encoder in ``model_dir`` (weights and tokenizer) to ONNX and
+    quantize it to int8 (per channel) at ``target``, replaced atomically. Inputs
+    ``input_ids``, ``attention_mask``, ``token_type_ids`` (int64, [batch, tokens]); output
+    ``last_hidden_state`` (float32, [batch, tokens, hidden]). Raises OnnxUnsupported when the
+    tokenizer makes no ``token_type_ids``."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fp32 = target.with_name(f"{target.stem}-fp32.{os.getpid()}.onnx")
+    partial = target.with_name(f"{target.stem}.{os.getpid()}.partial.onnx")
+    try:
+        with _quiet():
+            _export(model_dir, fp32)
+            from onnxruntime.quantization import QuantType, quantize_dynamic
+
+            quantize_dynamic(str(fp32), str(partial), weight_type=QuantType.QInt8, per_channel=True)
+        os.replace(partial, target)
+    finally:
+        for leftover in (fp32, partial):
+            leftover.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
@@ -167,12 +180,13 @@ class OnnxEncoder:
     """
 
     def __init__(
-        self, model_dir: Path, cache_root: Path, tokenizer: Any, batch_size: int = 8, threads: int = 0
+        self, path: Path, tokenizer: Any, pipeline: dict[str, Any], batch_size: int = 8, threads: int = 0
     ) -> None:
+        """``path``: an int8 file from :func:`export_int8`; ``pipeline``: ``pooling`` (``mean``
+        or ``cls``) and ``max_tokens`` (see :func:`read_pipeline`)."""
         import onnxruntime as ort
 
-        self.pipeline = read_pipeline(model_dir)
-        path = quantized_model(model_dir, cache_root)
+        self.pipeline = pipeline
         self.threads = threads or len(os.sched_getaffinity(0))
         self.session = _session(ort, path, self.threads)
         self._workers: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -186,23 +200,43 @@ class OnnxEncoder:
         self.batch_size = batch_size
         self.max_tokens = self.pipeline["max_tokens"]
 
+    @classmethod
+    def for_sentence_transformer(
+        cls, model_dir: Path, cache_root: Path, tokenizer: Any, batch_size: int = 8, threads: int = 0
+    ) -> OnnxEncoder:
+        """A sentence-transformers folder, exported on first use into ``cache_root``."""
+        pipeline = read_pipeline(model_dir)
+        return cls(quantized_model(model_dir, cache_root), tokenizer, pipeline, batch_size, threads)
+
     def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """[texts, hidden] pooled, unit-length embeddings (float32), in the order given."""
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # similar lengths pad less
         batches = [order[start : start + self.batch_size] for start in range(0, len(order), self.batch_size)]
-        if self._executor is None or len(batches) == 1:
-            results = [self._batch([texts[i] for i in batch], self.session) for batch in batches]
-        else:
-            results = list(self._executor.map(lambda batch: self._on_worker([texts[i] for i in batch]), batches))
+        results = self._run([functools.partial(self._batch, [texts[i] for i in b]) for b in batches])
         out: list[np.ndarray] = [np.empty(0)] * len(texts)
         for batch, vectors in zip(batches, results, strict=True):
             for i, vector in zip(batch, vectors, strict=True):
                 out[i] = vector
         return np.vstack(out).astype(np.float32)
 
-    def _on_worker(self, texts: list[str]) -> np.ndarray:
+    def encode_ids(self, batches: Sequence[Sequence[Sequence[int]]]) -> list[np.ndarray]:
+        """Per batch of token-id sequences (special tokens included, already cut to fit), its
+        [sequences, hidden] pooled, unit-length embeddings; each batch is padded to its
+        longest, and several batches run side by side as :meth:`encode`'s do."""
+        pad = int(self.tokenizer.pad_token_id or 0)
+        feeds = [_id_feeds(batch, pad) for batch in batches]
+        return self._run([functools.partial(self._pooled, feeds=f) for f in feeds])
+
+    def _run(self, jobs: list[Callable[[Any], np.ndarray]]) -> list[np.ndarray]:
+        """One job on the shared session; several on the single-threaded ones, in parallel."""
+        if self._executor is None or len(jobs) <= 1:
+            return [job(self.session) for job in jobs]
+        return list(self._executor.map(self._on_worker, jobs))
+
+    def _on_worker(self, job: Callable[[Any], np.ndarray]) -> np.ndarray:
         session = self._workers.get()
         try:
-            return self._batch(texts, session)
+            return job(session)
         finally:
             self._workers.put(session)
 
@@ -234,13 +268,30 @@ class OnnxEncoder:
         return session.run(None, feeds)[0], encoded
 
     def _batch(self, texts: list[str], session: Any) -> np.ndarray:
-        hidden, encoded = self._hidden(texts, session)
+        with self._tokenizer_lock:
+            encoded = self.tokenizer(
+                texts, padding=True, truncation=True, max_length=self.max_tokens, return_tensors="np"
+            )
+        return self._pooled(session, {name: encoded[name].astype(np.int64) for name in INPUTS})
+
+    def _pooled(self, session: Any, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        hidden = session.run(None, feeds)[0]
         if self.pipeline["pooling"] == "cls":
             pooled = hidden[:, 0]
         else:
-            mask = encoded["attention_mask"][..., None].astype(np.float32)
+            mask = feeds["attention_mask"][..., None].astype(np.float32)
             pooled = (hidden * mask).sum(axis=1) / np.maximum(mask.sum(axis=1), 1e-9)
         return pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+
+
+def _id_feeds(batch: Sequence[Sequence[int]], pad: int) -> dict[str, np.ndarray]:
+    longest = max(len(ids) for ids in batch)
+    input_ids = np.full((len(batch), longest), pad, dtype=np.int64)
+    attention_mask = np.zeros((len(batch), longest), dtype=np.int64)
+    for row, ids in enumerate(batch):
+        input_ids[row, : len(ids)] = ids
+        attention_mask[row, : len(ids)] = 1
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": np.zeros_like(input_ids)}
 
 
 def _session(ort: Any, path: Path, threads: int) -> Any:
