@@ -45,7 +45,7 @@ def bench_moderation(
         def run(batch: list[str]) -> None:
             classifier.probabilities(batch, batch_size)
 
-        target = {"mode": "in-process", "artifact": str(artifact_dir(artifact))}
+        target = {"mode": "in-process", "artifact": str(artifact_dir(artifact)), "runtime": classifier.runtime}
     import torch
 
     for text in texts[:20]:  # warm-up, single texts and one full batch

@@ -45,7 +45,8 @@ def load_local_classifier(path: Path | None) -> TextClassifier:
     if not is_current(directory):
         console.print(f"[red]error:[/red] no current classifier at {directory}: run `openchatkit finetune moderation`")
         raise typer.Exit(1)
-    return TextClassifier.load(directory)
+    settings = ModerationSettings()
+    return TextClassifier.load(directory, settings.runtime, settings.threads)
 
 
 @finetune_app.command("moderation")
