@@ -67,6 +67,9 @@ def build_vllm_launch(profile: ModelProfile, settings: ChatServerSettings, model
 
     env = dict(os.environ)
     env.setdefault("VLLM_CONFIGURE_LOGGING", "1")
+    # vLLM logs at CHAT_LOG_LEVEL. Not inherited: importing TRL sets VLLM_LOGGING_LEVEL=ERROR in
+    # its process, and a vLLM started from one that trained (tests, `openchatkit learn`) went silent.
+    env["VLLM_LOGGING_LEVEL"] = settings.log_level.upper()
     secret = settings.api_key or settings.internal_token
     api_key = secret.get_secret_value() if secret else None
     if api_key:

@@ -71,3 +71,13 @@ def test_lora_with_runtime_loading(tmp_path) -> None:  # type: ignore[no-untyped
     assert launch.env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] == "True"
     off = build_vllm_launch(profile, ChatServerSettings(enable_lora=False), str(tmp_path))
     assert "--enable-lora" not in off.argv and "VLLM_ALLOW_RUNTIME_LORA_UPDATING" not in off.env
+
+
+def test_vllm_logs_at_the_chat_log_level_whatever_its_parent_inherited(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Importing TRL sets VLLM_LOGGING_LEVEL=ERROR in its process; a vLLM started from a process
+    that trained (tests, `openchatkit learn`) must still log at CHAT_LOG_LEVEL."""
+    profile = get_profile("smollm2-135m-instruct")
+    monkeypatch.setenv("VLLM_LOGGING_LEVEL", "ERROR")
+    assert build_vllm_launch(profile, ChatServerSettings(), "m").env["VLLM_LOGGING_LEVEL"] == "INFO"
+    quiet = ChatServerSettings(log_level="warning")
+    assert build_vllm_launch(profile, quiet, "m").env["VLLM_LOGGING_LEVEL"] == "WARNING"
