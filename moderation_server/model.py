@@ -2,9 +2,10 @@
 end to end with a five-way head on its mean-pooled, L2-normalised sentence embedding.
 
 Trained in PyTorch (fp32); served, evaluated and calibrated with its encoder in int8 on ONNX
-Runtime (``encoder-int8.onnx`` in the artifact, written at training; 2.5-3.5x faster here),
-so the decision rule is tuned on the scores the service computes. Without ONNX Runtime, or
-with ``runtime="torch"``, the fp32 encoder runs instead (scores differ by a few hundredths).
+Runtime (``encoder-int8.onnx`` in the artifact, written at training; measured 2-3.5x faster
+than torch on the 2-core CPUs here), so the decision rule is tuned on the scores the service
+computes. Without ONNX Runtime, or with ``runtime="torch"``, the fp32 encoder runs instead;
+its scores differ slightly and the rule was not tuned on them.
 
 Texts longer than the encoder's window are cut into overlapping chunks; a text gets the
 scores of its most severe chunk, so one harmful paragraph is not diluted by the rest.
@@ -128,7 +129,8 @@ class ClassifierNetwork(torch.nn.Module):
 
 
 class TextClassifier:
-    """Tokenizer + network + decision rule; thread-safe (one forward pass at a time).
+    """Tokenizer + network + decision rule; thread-safe (torch: one forward pass at a time;
+    ONNX Runtime sessions run concurrently).
 
     ``encoder``: the int8 ONNX runtime for inference (``None``: the torch network's encoder);
     the head always comes from ``network``."""
