@@ -21,7 +21,7 @@ KEPT = {
     "retrieval-lookalikes-100000-latest.json": "the same at 100k documents, with and without HNSW",
     "retrieval-eval.json": "retrieval quality eval (hit rate, MRR)",
     "moderation-eval-test.json": "moderation classifier on the test split",
-    "moderation-window-latest.json": "moderating a 6-message conversation window (each message + the window; turn by turn with the score cache, and cold)",
+    "moderation-window-latest.json": "moderating a 6-message conversation window, turn by turn and cold",
     "feedback-everysec.json": "feedback accept rate with Redis AOF fsync everysec (the stack runs always)",
     "feedback-postgres.json": "feedback drain into PostgreSQL instead of SQLite",
 }
