@@ -151,8 +151,9 @@ class ModerationService:
         if self._cache is None:
             return await self.backend.score(texts)
         keys = [hashlib.blake2b(text.encode(), digest_size=16).digest() for text in texts]
-        known = {key: self._cache[key] for key in keys if key in self._cache}
-        missing = list(dict.fromkeys(key for key in keys if key not in known))
+        found = {key: self._cache.get(key) for key in keys}
+        known = {key: item for key, item in found.items() if item is not None}
+        missing = [key for key, item in found.items() if item is None]
         if known:
             CACHED.labels(self._settings.backend).inc(sum(key in known for key in keys))
         if missing:
